@@ -1,0 +1,45 @@
+"""Model registry: `get_model(name, **overrides)` returns a Flax linen module.
+
+Contract every model follows, so training code never special-cases a network:
+  * `__call__(self, x, train: bool = False)` takes float NHWC images and returns
+    unnormalised logits of shape [batch, num_classes];
+  * dropout draws from the 'dropout' RNG stream, only when `train` is True;
+  * BatchNorm keeps running statistics in the 'batch_stats' collection and uses
+    batch statistics only when `train` is True;
+  * `num_classes` is a dataclass field, so configs can override it.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+
+from jaxcnn.models import lenet
+
+# name -> constructor (a module class or a functools.partial of one).
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str, ctor: Callable[..., nn.Module]) -> None:
+  if name in _REGISTRY:
+    raise ValueError(f'model {name!r} is registered twice')
+  _REGISTRY[name] = ctor
+
+
+def list_models() -> list[str]:
+  return sorted(_REGISTRY)
+
+
+def get_model(name: str, **overrides: Any) -> nn.Module:
+  """Builds a registered model; `overrides` set its dataclass fields."""
+  if name not in _REGISTRY:
+    raise ValueError(
+        f'unknown model {name!r}; valid names: {", ".join(list_models())}')
+  return _REGISTRY[name](**overrides)
+
+
+register('lenet5', lenet.LeNet5)
+register('lenet5_classic', lenet.LeNet5Classic)
+register('lenet5_classic_sparse', functools.partial(
+    lenet.LeNet5Classic, sparse_c3=True))
