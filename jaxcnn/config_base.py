@@ -1,0 +1,73 @@
+"""Every config field jaxcnn reads, with its meaning and default.
+
+Config files in configs/ start from `base_config()` and override fields; the
+result is locked, so a mistyped key (in a file or a --config.x=y flag) fails
+at once instead of being silently ignored.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = 'lenet5'          # registry name, see jaxcnn.models.list_models()
+  # Any other key under config.model is passed to the model as a field override.
+
+  c.dataset = ml_collections.ConfigDict()
+  c.dataset.name = 'digits'        # cifar10, mnist, fashion_mnist, svhn_cropped, digits
+  c.dataset.allow_download = True  # allow a TFDS download as the last source
+  c.data_dir = ml_collections.FieldReference(None, field_type=str)  # local data dir; None: $JAXCNN_DATA_DIR
+  c.cache_dir = ml_collections.FieldReference(None, field_type=str)  # decoded-data cache; None: ~/.cache/jaxcnn
+  c.tfds_data_dir = ml_collections.FieldReference(None, field_type=str)  # TFDS data dir; None: TFDS default
+
+  c.input = ml_collections.ConfigDict()
+  c.input.pad = 0                  # zero padding per side (MNIST 28 -> 32: 2)
+  c.input.resize = 0               # bilinear resize to NxN on device (0: off)
+  c.input.crop = 0                 # crop size (0: none); eval crops centrally
+  c.input.random_crop = False      # train: random instead of central crop
+  c.input.flip = False             # train: random left-right flip
+  c.input.brightness = 0.0         # train: max brightness delta, 0..255 units
+  c.input.contrast = (1.0, 1.0)    # train: contrast factor range; (1, 1) off
+  c.input.normalize = 'unit'       # 'unit' (x/255), 'per_image', 'mean_std'
+  c.input.mean = (0.0,)            # per-channel mean (0..255), for 'mean_std'
+  c.input.std = (255.0,)           # per-channel std (0..255), for 'mean_std'
+
+  c.batch_size = 128               # global batch, split across all devices
+  c.eval_batch_size = 500          # global eval batch; the last one is padded
+  c.num_epochs = 10.0              # training length in epochs ...
+  c.num_train_steps = -1           # ... unless this is > 0
+  c.seed = 0                       # params, dropout, augmentation, data order
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.learning_rate = 0.1      # base learning rate (mean-reduced loss)
+  c.optim.momentum = 0.9           # 0: plain gradient descent
+  c.optim.nesterov = False         # Nesterov momentum
+  c.optim.schedule = 'constant'    # constant, staircase_exp, discexp, cosine
+  c.optim.decay_rate = 0.1         # staircase_exp: factor per decay period
+  c.optim.decay_epochs = 350.0     # staircase_exp: period length in epochs
+  c.optim.discexp_a = 0.1          # discexp: factor per period
+  c.optim.discexp_b = 5e6          # discexp: period length in samples seen
+  c.optim.warmup_epochs = 0.0      # cosine: linear warm-up length
+
+  c.l2 = ml_collections.ConfigDict()
+  c.l2.mode = 'none'               # none; loss: rate*sum(w^2)/2; coupled: grad += rate*w
+  c.l2.rate = 0.0                  # weight-decay rate
+  c.l2.include = '.*'              # regex over kernel paths, e.g. 'local3|local4'
+
+  c.ema_decay = 0.0                # EMA of params with TF num_updates warm-up; 0: off
+  c.skip_nonfinite_updates = False  # skip NaN/Inf steps instead of stopping
+
+  c.log_every_steps = 100          # train metrics + the tutorial's log line
+  c.eval_every_steps = 1000        # full test-set evaluation (also at the end)
+  c.checkpoint_every_steps = 1000  # orbax checkpoint (also at the end)
+  c.keep_checkpoints = 3           # how many recent checkpoints orbax keeps
+
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.coordinator_address = ''  # host:port; '' -> $JAX_COORDINATOR_ADDRESS
+  c.distributed.num_processes = 0  # 0 -> $JAX_NUM_PROCESSES
+  c.distributed.process_id = -1    # -1 -> $JAX_PROCESS_ID
+  c.distributed.auto = False       # let jax.distributed auto-detect (SLURM, TPU)
+  return c

@@ -1,0 +1,1 @@
+"""Data: sources (local files, TFDS), dataset registry, host pipeline, on-device augmentation."""

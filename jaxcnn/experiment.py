@@ -1,0 +1,145 @@
+"""Builds what train, eval and predict share from one config: validated
+settings, the model, the input spec and the state template.
+
+Validation runs before any data loading or compilation, so a typo in a config
+costs a second, not a decoded dataset and an XLA compile.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from typing import Any
+
+import jax
+import ml_collections
+
+from jaxcnn import models, optim
+from jaxcnn.data import augment, datasets
+from jaxcnn.errors import ConfigError
+from jaxcnn.losses import param_mask, path_str
+
+_SCHEDULES = ('constant', 'staircase_exp', 'discexp', 'cosine')
+_NORMALIZE = ('unit', 'per_image', 'mean_std')
+_L2_MODES = ('none', 'loss', 'coupled')
+
+
+def model_kwargs(config) -> dict[str, Any]:
+  """config.model minus 'name' are the model's field overrides."""
+  kw = {k: v for k, v in config.model.items() if k != 'name'}
+  return {k: (v.to_dict() if isinstance(v, ml_collections.ConfigDict) else v)
+          for k, v in kw.items()}
+
+
+def build_model(config):
+  info = datasets.get_info(config.dataset.name)
+  try:
+    return models.get_model(config.model.name, num_classes=info.num_classes,
+                            **model_kwargs(config))
+  except TypeError as e:  # an override that is not a field of the model
+    raise ConfigError(f'config.model does not fit model '
+                      f'{config.model.name!r}: {e}') from None
+
+
+def input_shape(config) -> tuple[int, int, int]:
+  """Shape of one preprocessed example, as the model sees it."""
+  h, _, c = datasets.get_info(config.dataset.name).image_shape
+  size = augment.spec_from_config(config.input).output_size(h)
+  return (size, size, c)
+
+
+def validate(config) -> None:
+  """Raises ConfigError naming the offending field; no data, no compile."""
+  def bad(msg):
+    raise ConfigError(f'invalid config: {msg}')
+  if config.model.name not in models.list_models():
+    bad(f'unknown model {config.model.name!r}; valid names: '
+        f'{", ".join(models.list_models())}')
+  if config.dataset.name not in datasets.DATASETS:
+    bad(f'unknown dataset {config.dataset.name!r}; valid names: '
+        f'{", ".join(sorted(datasets.DATASETS))}')
+  for field in ('batch_size', 'eval_batch_size'):
+    if config[field] <= 0:
+      bad(f'{field} must be > 0, got {config[field]}')
+  if config.optim.learning_rate <= 0:
+    bad(f'optim.learning_rate must be > 0, got {config.optim.learning_rate}')
+  if config.num_train_steps <= 0 and config.num_epochs <= 0:
+    bad('set num_epochs > 0 or num_train_steps > 0')
+  if config.optim.schedule not in _SCHEDULES:
+    bad(f'optim.schedule {config.optim.schedule!r} not in {_SCHEDULES}')
+  if config.input.normalize not in _NORMALIZE:
+    bad(f'input.normalize {config.input.normalize!r} not in {_NORMALIZE}')
+  if config.l2.mode not in _L2_MODES:
+    bad(f'l2.mode {config.l2.mode!r} not in {_L2_MODES}')
+  if not 0.0 <= config.ema_decay < 1.0:
+    bad(f'ema_decay must be in [0, 1), got {config.ema_decay}')
+  h = datasets.get_info(config.dataset.name).image_shape[0]
+  size = (config.input.resize or h + 2 * config.input.pad)
+  if config.input.crop > size:
+    bad(f'input.crop={config.input.crop} is larger than the {size}x{size} '
+        f'image (dataset {config.dataset.name}, pad {config.input.pad}, '
+        f'resize {config.input.resize})')
+  try:
+    re.compile(config.l2.include)
+  except re.error as e:
+    bad(f'l2.include is not a valid regex: {e}')
+  # Shapes only: catches bad model overrides and an l2 regex matching nothing.
+  model = build_model(config)
+  try:
+    shapes = jax.eval_shape(
+        functools.partial(model.init, train=False),
+        {'params': jax.random.key(0), 'dropout': jax.random.key(0)},
+        jax.ShapeDtypeStruct((1, *input_shape(config)), 'float32'))
+  except Exception as e:
+    bad(f'model {config.model.name!r} cannot take input '
+        f'{input_shape(config)}: {e}')
+  if config.l2.mode != 'none' and config.l2.rate > 0:
+    mask = param_mask(shapes['params'], config.l2.include)
+    if not any(jax.tree.leaves(mask)):
+      names = [path_str(p) for p, _ in
+               jax.tree_util.tree_flatten_with_path(shapes['params'])[0]]
+      bad(f'l2.include={config.l2.include!r} matches no kernel; parameter '
+          f'paths are: {", ".join(names)}')
+
+
+@dataclasses.dataclass
+class Plan:
+  """Step counts derived from the config and the dataset size."""
+  steps_per_epoch: int
+  total_steps: int
+
+
+def plan(config, num_train: int) -> Plan:
+  spe = num_train // config.batch_size
+  if spe == 0:
+    raise ConfigError(f'batch_size={config.batch_size} exceeds the '
+                      f'{num_train} training examples')
+  total = (config.num_train_steps if config.num_train_steps > 0 else
+           int(config.num_epochs * spe))
+  return Plan(spe, total)
+
+
+def make_optimizer(config, model, p: Plan):
+  """(tx, schedule) for this config; `model` gives the parameter paths."""
+  schedule = optim.make_schedule(config, p.steps_per_epoch, p.total_steps,
+                                 config.batch_size)
+  return optim.make_tx(config, params_shape(config, model), schedule), schedule
+
+
+
+def params_shape(config, model):
+  shape = input_shape(config)
+  return jax.eval_shape(functools.partial(model.init, train=False),
+                        jax.random.key(0),
+                        jax.ShapeDtypeStruct((1, *shape), 'float32'))['params']
+
+
+def init_state(config, model, tx, mesh):
+  """The initial TrainState, created directly in its replicated sharding."""
+  from jaxcnn import parallel
+  from jaxcnn import state as state_lib
+  create = functools.partial(state_lib.create, model, tx,
+                             image_shape=input_shape(config),
+                             use_ema=config.ema_decay > 0)
+  return jax.jit(create, out_shardings=parallel.replicated(mesh))(
+      jax.random.key(config.seed))

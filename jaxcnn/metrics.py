@@ -1,0 +1,121 @@
+"""Metric averaging, clu writers (TensorBoard), the tutorial's log line, tqdm."""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def is_time(step: int, every: int) -> bool:
+  """True on multiples of `every` (step counts completed steps)."""
+  return every > 0 and step % every == 0
+
+
+def mean_metrics(history: list[dict]) -> dict[str, float]:
+  """One device->host transfer for all steps since the last log."""
+  host = jax.device_get(history)
+  return {k: float(np.mean([h[k] for h in host])) for k in host[0]}
+
+
+class _LogOnlyWriter:
+  """Stand-in when clu/TensorBoard cannot be imported (e.g. a bare GPU box)."""
+
+  def write_scalars(self, step, scalars):
+    logging.info('step %d: %s', step, scalars)
+
+  def write_texts(self, step, texts):
+    del step, texts
+
+  def flush(self):
+    pass
+
+  def close(self):
+    pass
+
+
+def make_writer(workdir: str, is_main: bool):
+  if not is_main:
+    return _LogOnlyWriter()
+  try:
+    from clu import metric_writers
+  except ImportError as e:  # clu's TensorBoard writer needs TF + tensorboard
+    logging.warning('TensorBoard writer unavailable (%s); logging only', e)
+    return _LogOnlyWriter()
+  return metric_writers.create_default_writer(workdir, asynchronous=True)
+
+
+class Reporter:
+  """Writes train/eval metrics; only process 0 writes anything."""
+
+  def __init__(self, workdir: str, total_steps: int, start_step: int,
+               global_batch: int, log_every: int):
+    self.is_main = jax.process_index() == 0
+    self.writer = make_writer(workdir, self.is_main)
+    self.global_batch = global_batch
+    self.log_every = log_every
+    self._t = time.perf_counter()
+    self._last_step = start_step
+    self.pbar = None
+    if self.is_main and sys.stderr.isatty():
+      from tqdm import tqdm
+      self.pbar = tqdm(total=total_steps, initial=start_step, unit='step',
+                       dynamic_ncols=True)
+
+  def progress(self, n: int = 1) -> None:
+    if self.pbar is not None:
+      self.pbar.update(n)
+
+  def train(self, step: int, history: list[dict]) -> dict[str, float]:
+    m = mean_metrics(history)
+    now = time.perf_counter()
+    steps = max(step - self._last_step, 1)
+    sec_per_batch = (now - self._t) / steps
+    m['examples_per_sec'] = self.global_batch / sec_per_batch
+    m['sec_per_batch'] = sec_per_batch
+    self._t, self._last_step = now, step
+    if self.is_main:
+      line = (f'step {step}, loss = {m["loss"]:.3f} '
+              f'({m["examples_per_sec"]:.1f} examples/sec; '
+              f'{sec_per_batch:.3f} sec/batch)')
+      self._print(line)
+      self.writer.write_scalars(step, {f'train/{k}': v for k, v in m.items()})
+    return m
+
+  def reset_timer(self, step: int) -> None:
+    """Excludes eval/checkpoint time from the next throughput figure."""
+    self._t, self._last_step = time.perf_counter(), step
+
+  def eval(self, step: int, results: dict[str, dict[str, float]]) -> None:
+    if not self.is_main:
+      return
+    for name, r in results.items():
+      suffix = '' if name == 'params' else f' ({name})'
+      self._print(f'step {step}: precision @ 1 = {r["precision@1"]:.3f}'
+                  f'{suffix}, top-5 = {r["top5"]:.3f}, loss = {r["loss"]:.4f}')
+      self.writer.write_scalars(step, {f'eval_{name}/{k}': v
+                                       for k, v in r.items()})
+    self.writer.flush()
+
+  def text(self, step: int, key: str, value: str) -> None:
+    if self.is_main:
+      self.writer.write_texts(step, {key: value})
+
+  def _print(self, line: str) -> None:
+    if self.pbar is not None:
+      self.pbar.write(line)
+    else:
+      print(line, flush=True)
+
+  def close(self) -> None:
+    if self.pbar is not None:
+      self.pbar.close()
+    self.writer.flush()
+    self.writer.close()
+
+
+def format_summary(results: dict[str, Any]) -> str:
+  return ', '.join(f'{k}={v:.4f}' for k, v in sorted(results.items()))

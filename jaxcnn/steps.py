@@ -1,0 +1,111 @@
+"""Pure train and eval steps. Jitting and sharding happen in train.py.
+
+The step takes uint8 batches and does augmentation itself, so the host only
+indexes arrays. Metrics stay on the device; the loop fetches them on log steps.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxcnn import losses
+from jaxcnn.data import augment
+from jaxcnn.optim import ema_update
+from jaxcnn.state import TrainState
+
+
+@dataclasses.dataclass(frozen=True)
+class StepOptions:
+  """Static settings of the train step (hashable, so safe to close over)."""
+  input_spec: augment.InputSpec
+  l2_loss_rate: float = 0.0    # rate * sum(w^2)/2 added to the loss
+  ema_decay: float = 0.0       # 0: no EMA
+  skip_nonfinite_updates: bool = False
+
+
+def _variables(params, batch_stats):
+  return {'params': params, 'batch_stats': batch_stats} if batch_stats else {
+      'params': params}
+
+
+def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
+  k = min(k, logits.shape[-1])
+  topk = jax.lax.top_k(logits, k)[1]
+  return jnp.any(topk == labels[:, None], axis=-1).astype(jnp.float32)
+
+
+def train_step(state: TrainState, batch: dict, *, model, tx,
+               schedule: Callable, options: StepOptions, l2_mask: Any
+               ) -> tuple[TrainState, dict]:
+  rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  aug_rng, dropout_rng = jax.random.split(rng)
+  images = augment.preprocess_train(batch['image'], aug_rng,
+                                    options.input_spec)
+  labels = batch['label']
+  has_bs = bool(state.batch_stats)
+
+  def loss_fn(params):
+    out = model.apply(_variables(params, state.batch_stats), images,
+                      train=True, rngs={'dropout': dropout_rng},
+                      mutable=['batch_stats'] if has_bs else False)
+    logits, new_vars = out if has_bs else (out, {})
+    ce = losses.cross_entropy(logits, labels)
+    loss = ce
+    if options.l2_loss_rate:
+      loss = loss + options.l2_loss_rate * losses.l2_loss(params, l2_mask)
+    return loss, (logits, ce, new_vars.get('batch_stats', {}))
+
+  (loss, (logits, ce, batch_stats)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  ema = state.ema_params
+  if options.ema_decay:
+    ema = ema_update(ema, params, state.step, options.ema_decay)
+  grad_norm = optax.global_norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  new_state = state.replace(step=state.step + 1, params=params,
+                            batch_stats=batch_stats, opt_state=opt_state,
+                            ema_params=ema)
+  if options.skip_nonfinite_updates:
+    # Keep the old values but still advance the step, so the data order and
+    # RNG stream stay the same as in a run without the bad batch.
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                             new_state, state.replace(step=state.step + 1))
+  metrics = {
+      'loss': loss,
+      'cross_entropy': ce,
+      'precision@1': jnp.mean(topk_correct(logits, labels, 1)),
+      'top5': jnp.mean(topk_correct(logits, labels, 5)),
+      'learning_rate': jnp.asarray(schedule(state.step), jnp.float32),
+      'grad_norm': grad_norm,
+      'nonfinite': 1.0 - finite.astype(jnp.float32),
+  }
+  return new_state, metrics
+
+
+def eval_step(params: Any, batch_stats: Any, batch: dict, *, model,
+              input_spec: augment.InputSpec) -> dict:
+  """Sums over the masked batch; divide by 'count' after summing batches."""
+  images = augment.preprocess_eval(batch['image'], input_spec)
+  logits = model.apply(_variables(params, batch_stats), images, train=False)
+  labels, mask = batch['label'], batch['mask']
+  ce = optax.softmax_cross_entropy_with_integer_labels(
+      logits.astype(jnp.float32), labels)
+  return {
+      'loss': jnp.sum(ce * mask),
+      'correct': jnp.sum(topk_correct(logits, labels, 1) * mask),
+      'top5': jnp.sum(topk_correct(logits, labels, 5) * mask),
+      'count': jnp.sum(mask),
+  }
+
+
+def predict_step(params: Any, batch_stats: Any, images: jax.Array, *, model,
+                 input_spec: augment.InputSpec) -> jax.Array:
+  x = augment.preprocess_eval(images, input_spec)
+  return jax.nn.softmax(model.apply(_variables(params, batch_stats), x,
+                                    train=False))

@@ -1,0 +1,181 @@
+"""train_and_evaluate: wiring and the step loop, nothing else.
+
+Data flow: uint8 host batches -> prefetch onto the mesh -> jitted train step
+(augment, forward, loss, update, EMA) with the state donated -> metrics fetched
+only on log steps -> eval / checkpoint on their own schedules.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import signal
+import time
+
+import jax
+import numpy as np
+
+from jaxcnn import checkpoint, evaluate, experiment, parallel, steps
+from jaxcnn.data import augment, pipeline, sources
+from jaxcnn.errors import JaxcnnError
+from jaxcnn.losses import param_mask
+from jaxcnn.metrics import Reporter, is_time
+
+# Exit code when SIGTERM/SIGINT stopped training after a final checkpoint.
+EXIT_INTERRUPTED = 3
+
+
+class NonFiniteError(JaxcnnError, FloatingPointError):
+  """Loss or gradients became NaN/Inf."""
+
+
+class Interrupted(JaxcnnError):
+  """Training stopped by a signal after saving a checkpoint."""
+  exit_code = EXIT_INTERRUPTED
+
+
+class _SignalFlag:
+  """Records SIGTERM/SIGINT so the loop can stop at a step boundary."""
+
+  def __init__(self):
+    self.signum = None
+    self._old = {}
+
+  def __enter__(self):
+    for s in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._old[s] = signal.signal(s, self._handle)
+      except ValueError:  # not the main thread (e.g. a notebook worker)
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signum = signum
+
+  def __exit__(self, *exc):
+    for s, h in self._old.items():
+      signal.signal(s, h)
+
+
+def write_config(config, workdir: str) -> None:
+  if jax.process_index() == 0:
+    path = os.path.join(workdir, 'config.json')
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+    os.replace(tmp, path)
+
+
+def make_train_fn(model, tx, schedule, config, params_shape, mesh):
+  options = steps.StepOptions(
+      input_spec=augment.spec_from_config(config.input),
+      l2_loss_rate=config.l2.rate if config.l2.mode == 'loss' else 0.0,
+      ema_decay=config.ema_decay,
+      skip_nonfinite_updates=config.skip_nonfinite_updates)
+  fn = functools.partial(steps.train_step, model=model, tx=tx,
+                         schedule=schedule, options=options,
+                         l2_mask=param_mask(params_shape, config.l2.include))
+  repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
+  return jax.jit(fn, in_shardings=(repl, data), out_shardings=(repl, repl),
+                 donate_argnums=0)
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Trains per `config`, resuming from `workdir` if it holds checkpoints.
+
+  Returns the final evaluation: {'params': {...}, 'ema': {...}}.
+  """
+  experiment.validate(config)
+  parallel.maybe_initialize_distributed(config.distributed)
+  mesh = parallel.make_mesh()
+  parallel.check_global_batch(config.batch_size, mesh)
+  parallel.check_global_batch(config.eval_batch_size, mesh, 'eval_batch_size')
+  os.makedirs(workdir, exist_ok=True)
+
+  splits = sources.load(config.dataset.name, data_dir=config.data_dir,
+                        cache_dir=config.cache_dir,
+                        tfds_data_dir=config.tfds_data_dir,
+                        allow_download=config.dataset.allow_download)
+  logging.info('data: %s (%d train, %d test)', splits.source,
+               len(splits.x_train), len(splits.x_test))
+  print(f'data: {splits.source}', flush=True)
+  model = experiment.build_model(config)
+  p = experiment.plan(config, len(splits.x_train))
+  tx, schedule = experiment.make_optimizer(config, model, p)
+  template = experiment.init_state(config, model, tx, mesh)
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
+                                 config.keep_checkpoints)
+  state, start = checkpoint.restore_or_init(ckpt, template)
+  write_config(config, workdir)
+
+  train_fn = make_train_fn(model, tx, schedule, config, state.params, mesh)
+  eval_fn = evaluate.make_eval_fn(model, augment.spec_from_config(config.input),
+                                  mesh)
+  reporter = Reporter(workdir, p.total_steps, start, config.batch_size,
+                      config.log_every_steps)
+  if start == 0:
+    reporter.text(0, 'config', config.to_json_best_effort(indent=2))
+  data_sharding = parallel.data_sharding(mesh)
+  batches = pipeline.prefetch(
+      pipeline.train_batches(splits.x_train, splits.y_train, config.batch_size,
+                             config.seed, start, jax.process_index(),
+                             jax.process_count()),
+      lambda b: pipeline.put_global(b, data_sharding))
+
+  history, last_saved, results = [], start if start else None, None
+
+  def check_finite(step):
+    bad = [i for i, h in enumerate(jax.device_get(
+        [h['nonfinite'] for h in history])) if h > 0]
+    if bad and not config.skip_nonfinite_updates:
+      first = step - len(history) + bad[0] + 1
+      raise NonFiniteError(
+          f'loss or gradients became NaN/Inf at step {first}; stopped without '
+          f'saving. Last good checkpoint: '
+          f'{"step " + str(last_saved) if last_saved else "none"} in '
+          f'{ckpt.directory}. Lower optim.learning_rate, or set '
+          'skip_nonfinite_updates=True to skip such batches.')
+
+  try:
+    with _SignalFlag() as sig:
+      for step in range(start + 1, p.total_steps + 1):
+        state, m = train_fn(state, next(batches))
+        history.append(m)
+        reporter.progress()
+        final = step == p.total_steps
+        if is_time(step, config.log_every_steps) or final or sig.signum:
+          check_finite(step)
+          reporter.train(step, history)
+          history = []
+        if is_time(step, config.checkpoint_every_steps) or final or sig.signum:
+          if history:
+            check_finite(step)
+          ckpt.save(step, state)
+          last_saved = step
+        if sig.signum:
+          ckpt.wait()
+          raise Interrupted(
+              f'stopped by signal {sig.signum} after step {step}; checkpoint '
+              f'saved in {ckpt.directory}. Run the same command to resume.')
+        if is_time(step, config.eval_every_steps) or final:
+          results = evaluate.evaluate_state(
+              eval_fn, state, splits.x_test, splits.y_test,
+              config.eval_batch_size, mesh)
+          reporter.eval(step, results)
+          reporter.reset_timer(step)
+    if results is None:  # resumed at the end: evaluate what is there
+      results = evaluate.evaluate_state(eval_fn, state, splits.x_test,
+                                        splits.y_test, config.eval_batch_size,
+                                        mesh)
+      reporter.eval(int(state.step), results)
+  finally:
+    ckpt.close()
+    reporter.close()
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'final_metrics.json'), 'w') as f:
+      json.dump({'step': int(jax.device_get(state.step)), **results}, f,
+                indent=2)
+  return results
+
