@@ -269,10 +269,19 @@ def load_tfds(info: DatasetInfo, tfds_data_dir: str | None,
   import tensorflow as tf
   tf.config.set_visible_devices([], 'GPU')  # TF only reads data; JAX owns GPUs
   import tensorflow_datasets as tfds
-  splits = tfds.load(info.tfds_name, split=['train', 'test'], batch_size=-1,
+  # Batched reads rather than batch_size=-1, which aborts inside TF 2.21 on
+  # TFDS mock data (std::length_error in the generator dataset).
+  splits = tfds.load(info.tfds_name, split=['train', 'test'],
                      as_supervised=True, data_dir=tfds_data_dir,
                      download=download)
-  (xtr, ytr), (xte, yte) = tfds.as_numpy(splits)
+
+  def to_numpy(ds):
+    xs, ys = [], []
+    for x, y in tfds.as_numpy(ds.batch(4096)):
+      xs.append(x)
+      ys.append(y)
+    return np.concatenate(xs), np.concatenate(ys)
+  (xtr, ytr), (xte, yte) = map(to_numpy, splits)
   where = 'download' if download else 'prepared copy'
   return _finish(info, xtr, ytr, xte, yte,
                  f'TFDS {where} of {info.tfds_name} '

@@ -7,6 +7,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcnn.ops.lrn import lrn, lrn_caffe
+
 
 def scaled_tanh(x: jax.Array) -> jax.Array:
   """LeCun et al. 1998, appendix A: f(a) = 1.7159 tanh(2a/3)."""
@@ -29,3 +31,50 @@ def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
     raise ValueError(
         f'unknown activation {name!r}; valid: {", ".join(sorted(_ACTIVATIONS))}')
   return _ACTIVATIONS[name]
+
+
+class PReLU(nn.Module):
+  """He et al. 2015: leaky ReLU whose per-channel slope is learned (init 0.25)."""
+  init_slope: float = 0.25
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    slope = self.param('slope', nn.initializers.constant(self.init_slope),
+                       (x.shape[-1],))
+    return jnp.where(x >= 0, x, slope.astype(x.dtype) * x)
+
+
+def activation_layer(name: str) -> Callable[[jax.Array], jax.Array]:
+  """Like `get_activation`, plus 'prelu'.
+
+  Call the result inside a parent's `nn.compact` method: for 'prelu' each call
+  creates a fresh PReLU submodule, i.e. one set of slopes per layer.
+  """
+  if name == 'prelu':
+    return lambda x: PReLU()(x)
+  return get_activation(name)
+
+
+class LRN(nn.Module):
+  """Local response normalisation over channels (see `jaxcnn.ops.lrn`).
+
+  convention 'tf': window 2*depth_radius+1, alpha on the raw sum (AlexNet
+  paper, TF). 'caffe': window `size`, alpha divided by size (Caffe, Paddle
+  img_cmrnorm, PyTorch). `bias` is Caffe's k. Defaults are the AlexNet
+  paper's k=2, n=5, alpha=1e-4, beta=0.75 in TF form.
+  """
+  convention: str = 'tf'
+  depth_radius: int = 2
+  size: int = 5
+  bias: float = 2.0
+  alpha: float = 1e-4
+  beta: float = 0.75
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.convention == 'tf':
+      return lrn(x, self.depth_radius, self.bias, self.alpha, self.beta)
+    if self.convention == 'caffe':
+      return lrn_caffe(x, self.size, self.bias, self.alpha, self.beta)
+    raise ValueError(f"LRN convention must be 'tf' or 'caffe', "
+                     f'got {self.convention!r}')

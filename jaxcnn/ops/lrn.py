@@ -69,8 +69,10 @@ def _window_sum(sq: jax.Array, before: int, after: int, impl: Impl) -> jax.Array
     return jnp.matmul(sq, band, precision=lax.Precision.HIGHEST)
   if impl == 'reduce_window':
     nd = sq.ndim
+    # A concrete zero lets JAX lower to reduce_window_sum, which (unlike the
+    # generic reduce_window) has a transpose rule, i.e. reverse-mode autodiff.
     return lax.reduce_window(
-        sq, jnp.zeros((), sq.dtype), lax.add,
+        sq, np.zeros((), sq.dtype), lax.add,
         window_dimensions=(1,) * (nd - 1) + (before + after + 1,),
         window_strides=(1,) * nd,
         padding=((0, 0),) * (nd - 1) + ((before, after),))

@@ -1,0 +1,28 @@
+"""Shared fixtures. Tests build their own tiny inputs; the real datasets in
+$JAXCNN_DATA_DIR are used only by the tests marked as integration tests."""
+import os
+
+# Hide GPUs from TF before anything imports it; keep XLA's CPU threads modest.
+os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import pytest  # noqa: E402
+
+
+def real_data_dir():
+  d = os.environ.get('JAXCNN_DATA_DIR')
+  return d if d and os.path.isdir(d) else None
+
+
+@pytest.fixture
+def tiny_config():
+  """LeNet-5 on embedded digits, a handful of steps: the fastest real run."""
+  from configs import quickstart
+  c = quickstart.get_config()
+  c.num_train_steps = 6
+  c.batch_size = 32
+  c.eval_batch_size = 120
+  c.log_every_steps = 2
+  c.eval_every_steps = 6
+  c.checkpoint_every_steps = 3
+  return c
