@@ -66,7 +66,7 @@ def train_step(state: TrainState, batch: dict, *, model, tx,
   ema = state.ema_params
   if options.ema_decay:
     ema = ema_update(ema, params, state.step, options.ema_decay)
-  grad_norm = optax.global_norm(grads)
+  grad_norm = optax.tree.norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   new_state = state.replace(step=state.step + 1, params=params,
                             batch_stats=batch_stats, opt_state=opt_state,

@@ -1,0 +1,116 @@
+"""End-to-end: real steps on tiny data, resume equivalence, eval, NaN stop."""
+import json
+import os
+import shutil
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from jaxcnn import checkpoint, evaluate, experiment, parallel, train
+from jaxcnn.errors import ConfigError
+
+
+def _final_state(config, workdir):
+  model = experiment.build_model(config)
+  p = experiment.Plan(1, 1)
+  tx, _ = experiment.make_optimizer(config, model, p)
+  template = experiment.init_state(config, model, tx, parallel.make_mesh())
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
+                                 async_save=False)
+  state, step = ckpt.restore_latest(template)
+  ckpt.close()
+  return state, step
+
+
+def test_train_runs_and_evaluates(tiny_config, tmp_path, capsys):
+  results = train.train_and_evaluate(tiny_config, str(tmp_path))
+  out = capsys.readouterr().out
+  assert 'step 2, loss = ' in out and 'examples/sec; ' in out
+  assert 'precision @ 1 = ' in out
+  r = results['params']
+  assert r['count'] == 360 and 0.0 <= r['precision@1'] <= 1.0
+  saved = json.load(open(tmp_path / 'final_metrics.json'))
+  assert saved['step'] == 6
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '6']
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path))
+
+
+def test_resume_follows_the_uninterrupted_trajectory(tiny_config, tmp_path):
+  tiny_config.ema_decay = 0.99   # EMA, RNG and data position must all resume
+  tiny_config.input.flip = True  # exercises the augmentation RNG stream
+  straight, resumed = str(tmp_path / 'a'), str(tmp_path / 'b')
+  train.train_and_evaluate(tiny_config, straight)
+  train.train_and_evaluate(tiny_config, resumed)
+  shutil.rmtree(os.path.join(resumed, 'checkpoints', '6'))  # "killed" after 3
+  train.train_and_evaluate(tiny_config, resumed)
+  a, step_a = _final_state(tiny_config, straight)
+  b, step_b = _final_state(tiny_config, resumed)
+  assert step_a == step_b == 6
+  chex.assert_trees_all_close(a.params, b.params, rtol=1e-6, atol=1e-6)
+  chex.assert_trees_all_close(a.ema_params, b.ema_params, rtol=1e-6, atol=1e-6)
+  chex.assert_trees_all_equal(a.rng, b.rng)
+
+
+def test_eval_once_prints_precision(tiny_config, tmp_path, capsys):
+  train.train_and_evaluate(tiny_config, str(tmp_path))
+  capsys.readouterr()
+  r = evaluate.run(tiny_config, str(tmp_path), once=True)
+  assert 'step 6: precision @ 1 = ' in capsys.readouterr().out
+  assert r['params']['count'] == 360
+
+
+def test_nonfinite_loss_stops_and_keeps_last_checkpoint(tiny_config, tmp_path):
+  tiny_config.optim.learning_rate = 1e30
+  tiny_config.optim.schedule = 'constant'
+  with pytest.raises(train.NonFiniteError, match='NaN/Inf at step'):
+    train.train_and_evaluate(tiny_config, str(tmp_path))
+  # Whatever was saved was saved before the blow-up, and still loads.
+  state, step = _final_state(tiny_config, str(tmp_path))
+  if step is not None:
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
+
+
+def test_skip_nonfinite_updates_keeps_params_finite(tiny_config, tmp_path):
+  tiny_config.optim.learning_rate = 1e30
+  tiny_config.optim.schedule = 'constant'
+  tiny_config.skip_nonfinite_updates = True
+  train.train_and_evaluate(tiny_config, str(tmp_path))
+  state, step = _final_state(tiny_config, str(tmp_path))
+  assert step == 6
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
+
+
+@pytest.mark.parametrize('field,value,match', [
+    ('model.name', 'lenet6', 'unknown model .*valid names'),
+    ('dataset.name', 'mnist2', 'unknown dataset .*valid names'),
+    ('batch_size', 0, 'batch_size must be > 0'),
+    ('optim.learning_rate', -1.0, 'learning_rate must be > 0'),
+    ('input.crop', 40, 'larger than the 32x32'),
+    ('optim.schedule', 'linear', 'optim.schedule'),
+])
+def test_bad_config_is_rejected_before_work(tiny_config, tmp_path, field,
+                                            value, match):
+  node = tiny_config
+  *parents, leaf = field.split('.')
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+  with pytest.raises(ConfigError, match=match):
+    train.train_and_evaluate(tiny_config, str(tmp_path / 'w'))
+  assert not os.path.exists(tmp_path / 'w')  # nothing created, nothing lost
+
+
+def test_l2_regex_matching_nothing_is_rejected(tiny_config, tmp_path):
+  tiny_config.l2.mode, tiny_config.l2.rate = 'loss', 0.1
+  tiny_config.l2.include = 'local3'
+  with pytest.raises(ConfigError, match='matches no kernel.*C1/kernel'):
+    train.train_and_evaluate(tiny_config, str(tmp_path))
+
+
+def test_batch_not_divisible_by_devices(tiny_config):
+  class FakeMesh:
+    shape = {'data': 8}
+  with pytest.raises(ConfigError, match='multiple of the 8 data-parallel'):
+    parallel.check_global_batch(12, FakeMesh())
