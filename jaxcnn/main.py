@@ -19,6 +19,30 @@ _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'eval_once'],
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+def _last_line(e: BaseException) -> str:
+  lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+  return (lines[-1] if lines else type(e).__name__).strip("'\"")
+
+
+def parse_flags(argv):
+  """absl flag parsing, with config-file and override errors made readable:
+  one paragraph and exit code 2, never a traceback."""
+  try:
+    argv = flags.FLAGS(argv)
+    _CONFIG.value.keys()  # config files load lazily; surface errors now
+    return argv
+  except flags.Error as e:
+    first, last = str(e).splitlines()[0], _last_line(e)
+    print(f'error: {first}' + ('' if last in first else f' {last}'),
+          file=sys.stderr)
+  except Exception as e:  # config file raised, or an override hit a bad key
+    msg = _last_line(e).replace('\\n', ' ').replace("\\'", "'")
+    print(f'error: bad --config file or --config.* override: {msg}. '
+          'Override keys must exist in the config (jaxcnn/config_base.py '
+          'lists them all).', file=sys.stderr)
+  sys.exit(2)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -38,4 +62,4 @@ def main(argv):
 
 if __name__ == '__main__':
   logging.set_verbosity(logging.WARNING)
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -171,6 +171,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                         mesh)
       reporter.eval(int(state.step), results)
   finally:
+    batches.close()  # stops and joins the prefetch thread
     ckpt.close()
     reporter.close()
   if jax.process_index() == 0:

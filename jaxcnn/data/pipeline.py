@@ -77,6 +77,8 @@ def prefetch(it: Iterator[Batch], put: Callable[[Batch], object],
   def producer():
     try:
       for batch in it:
+        if stop.is_set():
+          return
         item = put(batch)
         with cond:
           while len(q) >= size and not stop.is_set():
@@ -109,9 +111,12 @@ def prefetch(it: Iterator[Batch], put: Callable[[Batch], object],
         raise item
       yield item
   finally:
+    # Join, so no daemon thread is inside a JAX call at interpreter exit
+    # (that aborts the process).
     stop.set()
     with cond:
       cond.notify_all()
+    thread.join(timeout=60)
 
 
 def put_global(batch: Batch, sharding: jax.sharding.Sharding) -> dict:

@@ -17,6 +17,7 @@ def scaled_tanh(x: jax.Array) -> jax.Array:
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'relu': nn.relu,
+    'relu6': nn.relu6,  # MobileNetV2: bounded for low-precision inference
     # The AlexNet tutorial's example slope for Leaky ReLU is 0.1.
     'leaky_relu': lambda x: nn.leaky_relu(x, negative_slope=0.1),
     'softplus': nn.softplus,
@@ -78,3 +79,48 @@ class LRN(nn.Module):
       return lrn_caffe(x, self.size, self.bias, self.alpha, self.beta)
     raise ValueError(f"LRN convention must be 'tf' or 'caffe', "
                      f'got {self.convention!r}')
+
+
+# He et al. 2015 init, fan-out as in the reference ResNet/MobileNet code: it
+# keeps activation variance stable through conv+BN+ReLU stacks.
+he_fan_out = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+class ConvBN(nn.Module):
+  """Bias-free conv, BatchNorm, optional activation (the BN-net building block).
+
+  BN statistics live in 'batch_stats'; batch statistics are used (and the
+  running averages updated, momentum 0.9) only when `train` is True.
+  """
+  features: int
+  kernel_size: int = 3
+  strides: int = 1
+  groups: int = 1
+  activation: str | None = 'relu'
+  bn_scale_init: Callable = nn.initializers.ones
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    k = self.kernel_size
+    x = nn.Conv(self.features, (k, k), strides=self.strides,
+                padding=[((k - 1) // 2, k // 2)] * 2,
+                feature_group_count=self.groups, use_bias=False,
+                kernel_init=he_fan_out, name='conv')(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                     epsilon=1e-5, scale_init=self.bn_scale_init, name='bn')(x)
+    return x if self.activation is None else get_activation(self.activation)(x)
+
+
+def max_pool_ceil(x: jax.Array, window: int, stride: int) -> jax.Array:
+  """Max pool with Caffe/Paddle 'ceil mode' output size and no padding.
+
+  out = ceil((n - window) / stride) + 1 (at least 1): the last window may hang
+  off the edge and then sees only the real pixels. This is how Paddle's
+  CIFAR AlexNet keeps a 1x1 map alive through a 3x3 pool.
+  """
+  pads = []
+  for n in x.shape[1:3]:
+    out = max(1, -(-(n - window) // stride) + 1)
+    pads.append((0, max(0, (out - 1) * stride + window - n)))
+  x = jnp.pad(x, [(0, 0), *pads, (0, 0)], constant_values=-jnp.inf)
+  return nn.max_pool(x, (window, window), strides=(stride, stride))
