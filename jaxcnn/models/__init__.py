@@ -16,6 +16,8 @@ from typing import Any, Callable
 import flax.linen as nn
 
 from jaxcnn.models import lenet
+from jaxcnn.models import alexnet, cifar10_tutorial, mobilenet, resnet
+from jaxcnn.models import shufflenet, simple_cnn
 
 # name -> constructor (a module class or a functools.partial of one).
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
@@ -43,3 +45,14 @@ register('lenet5', lenet.LeNet5)
 register('lenet5_classic', lenet.LeNet5Classic)
 register('lenet5_classic_sparse', functools.partial(
     lenet.LeNet5Classic, sparse_c3=True))
+register('simple_cnn', simple_cnn.SimpleCNN)
+register('cifar10_tutorial', cifar10_tutorial.Cifar10Tutorial)
+register('cifar10_tutorial_local', cifar10_tutorial.Cifar10TutorialLocal)
+register('alexnet_imagenet', alexnet.AlexNetImageNet)
+register('alexnet_cifar_paddle', alexnet.AlexNetCifarPaddle)
+register('alexnet_cifar_paddle_nolrn', alexnet.AlexNetCifarPaddleNoLRN)
+register('alexnet_cifar', alexnet.AlexNetCifar)
+register('alexnet_cifar_nolrn', alexnet.AlexNetCifarNoLRN)
+register('mobilenet_v2_cifar', mobilenet.MobileNetV2)
+register('shufflenet_v2_cifar', shufflenet.ShuffleNetV2)
+register('resnet20_cifar', functools.partial(resnet.CifarResNet, depth=20))
