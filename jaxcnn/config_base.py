@@ -71,3 +71,72 @@ def base_config() -> ml_collections.ConfigDict:
   c.distributed.process_id = -1    # -1 -> $JAX_PROCESS_ID
   c.distributed.auto = False       # let jax.distributed auto-detect (SLURM, TPU)
   return c
+
+
+# CIFAR-10 train-set channel statistics on the 0..255 scale.
+CIFAR10_MEAN = (125.31, 122.95, 113.87)
+CIFAR10_STD = (62.99, 62.09, 66.70)
+
+
+def set_cifar_standard_input(c: ml_collections.ConfigDict) -> None:
+  """Pad-4 random crop + flip, channel standardisation (ResNet-style)."""
+  c.dataset.name = 'cifar10'
+  c.input.pad = 4
+  c.input.crop = 32
+  c.input.random_crop = True
+  c.input.flip = True
+  c.input.normalize = 'mean_std'
+  c.input.mean = CIFAR10_MEAN
+  c.input.std = CIFAR10_STD
+
+
+def set_cifar_tutorial_input(c: ml_collections.ConfigDict) -> None:
+  """The TF tutorial's distorted_inputs / inputs (SPEC.md §1)."""
+  c.dataset.name = 'cifar10'
+  c.input.crop = 24
+  c.input.random_crop = True
+  c.input.flip = True
+  c.input.brightness = 63.0
+  c.input.contrast = (0.2, 1.8)
+  c.input.normalize = 'per_image'
+
+
+def set_smoke(c: ml_collections.ConfigDict, batch_size: int = 16) -> None:
+  """A few real steps: what the test suite runs for every config."""
+  c.num_train_steps = 3
+  c.batch_size = batch_size
+  c.eval_batch_size = 500
+  c.log_every_steps = 1
+  c.eval_every_steps = 0
+  c.checkpoint_every_steps = 3
+
+
+def load_sibling(this_file: str, name: str, arg=None):
+  """get_config() of another file in the same configs/ directory."""
+  import importlib.util
+  import os
+  path = os.path.join(os.path.dirname(os.path.abspath(this_file)),
+                      name + '.py')
+  spec = importlib.util.spec_from_file_location(f'_jaxcnn_config_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def set_cifar_sgd_recipe(c: ml_collections.ConfigDict, learning_rate: float,
+                         num_epochs: float, weight_decay: float) -> None:
+  """Momentum 0.9, 1-epoch warm-up + cosine, coupled L2 on all kernels."""
+  c.batch_size = 128
+  c.eval_batch_size = 1000
+  c.num_epochs = num_epochs
+  c.optim.learning_rate = learning_rate
+  c.optim.momentum = 0.9
+  c.optim.nesterov = True
+  c.optim.schedule = 'cosine'
+  c.optim.warmup_epochs = 1.0
+  c.l2.mode = 'coupled'
+  c.l2.rate = weight_decay
+  c.l2.include = '.*'
+  c.log_every_steps = 100
+  c.eval_every_steps = 3900        # every 10 epochs at 390 steps/epoch
+  c.checkpoint_every_steps = 1950

@@ -1,0 +1,49 @@
+"""The TensorFlow CIFAR-10 tutorial (models/tutorials/image/cifar10), in JAX.
+
+Recipe as published: 24x24 distorted crops, plain gradient descent (no
+momentum), batch 128, lr 0.1 decayed x0.1 every 350 epochs (staircase), weight
+decay 0.004 * l2_loss on local3/local4 only, EMA 0.9999 with num_updates used
+for evaluation. Evaluation reports both raw and EMA weights.
+
+Commands:
+  JAXCNN_DATA_DIR=../shared/data python -m jaxcnn.main \
+      --config configs/cifar10_tutorial.py --workdir runs/cifar10_tutorial
+  ...:fast    momentum 0.9 + cosine schedule, 60 epochs (GPU-friendly)
+  ...:smoke   3 steps (the test suite)
+Expected: the tutorial reports ~86% precision@1 after ~256 epochs (hours on a
+GPU). README/docs/results.md record what this code measured, and where.
+"""
+from jaxcnn.config_base import base_config, set_cifar_tutorial_input, set_smoke
+
+
+def get_config(arg=None):
+  c = base_config()
+  c.model.name = 'cifar10_tutorial'
+  set_cifar_tutorial_input(c)
+  c.batch_size = 128
+  c.eval_batch_size = 1000
+  c.num_epochs = 256.0
+  c.optim.learning_rate = 0.1
+  c.optim.momentum = 0.0           # tf.train.GradientDescentOptimizer
+  c.optim.schedule = 'staircase_exp'
+  c.optim.decay_rate = 0.1
+  c.optim.decay_epochs = 350.0
+  c.l2.mode = 'loss'               # wd * sum(w^2)/2 added to the loss ...
+  c.l2.rate = 0.004
+  c.l2.include = 'local3|local4'   # ... on these two weight matrices only
+  c.ema_decay = 0.9999
+  c.log_every_steps = 100
+  c.eval_every_steps = 3900        # every 10 epochs (390 steps/epoch)
+  c.checkpoint_every_steps = 3900
+  if arg == 'fast':
+    c.num_epochs = 60.0
+    c.optim.momentum = 0.9
+    c.optim.learning_rate = 0.02
+    c.optim.schedule = 'cosine'
+    c.optim.warmup_epochs = 1.0
+    c.ema_decay = 0.999            # the average must track a shorter run
+  elif arg == 'smoke':
+    set_smoke(c)
+  elif arg:
+    raise ValueError(f'unknown config argument {arg!r}; valid: fast, smoke')
+  return c
