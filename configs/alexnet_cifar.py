@@ -18,7 +18,7 @@ def get_config(arg=None):
   set_cifar_standard_input(c)
   c.batch_size = 128
   c.eval_batch_size = 1000
-  c.num_epochs = 60.0
+  c.num_epochs = 100.0
   c.optim.learning_rate = 0.02
   c.optim.momentum = 0.9
   c.optim.schedule = 'cosine'

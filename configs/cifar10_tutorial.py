@@ -8,7 +8,7 @@ for evaluation. Evaluation reports both raw and EMA weights.
 Commands:
   JAXCNN_DATA_DIR=../shared/data python -m jaxcnn.main \
       --config configs/cifar10_tutorial.py --workdir runs/cifar10_tutorial
-  ...:fast    momentum 0.9 + cosine schedule, 60 epochs (GPU-friendly)
+  ...:fast    momentum 0.9 + cosine schedule, 100 epochs (GPU-friendly)
   ...:smoke   3 steps (the test suite)
 Expected: the tutorial reports ~86% precision@1 after ~256 epochs (hours on a
 GPU). README/docs/results.md record what this code measured, and where.
@@ -36,7 +36,7 @@ def get_config(arg=None):
   c.eval_every_steps = 3900        # every 10 epochs (390 steps/epoch)
   c.checkpoint_every_steps = 3900
   if arg == 'fast':
-    c.num_epochs = 60.0
+    c.num_epochs = 100.0
     c.optim.momentum = 0.9
     c.optim.learning_rate = 0.02
     c.optim.schedule = 'cosine'
