@@ -123,6 +123,13 @@ def test_fewer_channels_than_window(impl):
                                 caffe_loop(x, 5, 1.0, 0.2, 0.75), rtol=1e-5)
 
 
+def test_auto_impl_on_many_channels():
+  # 'auto' switches to reduce_window from 128 channels on.
+  x = _x((1, 1, 2, 130), seed=10)
+  chex.assert_trees_all_close(lrn(x, 3, 1.0, 0.1, 0.75),
+                              tf_loop(x, 3, 1.0, 0.1, 0.75), rtol=1e-5)
+
+
 @pytest.mark.parametrize('dtype', [jnp.float16, jnp.bfloat16])
 def test_low_precision_inputs_keep_dtype(dtype):
   x = _x((2, 3, 3, 8), seed=6)

@@ -35,7 +35,7 @@ def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
 
 
 class PReLU(nn.Module):
-  """He et al. 2015: leaky ReLU whose per-channel slope is learned (init 0.25)."""
+  """He et al. 2015: leaky ReLU with a learned per-channel slope (init 0.25)."""
   init_slope: float = 0.25
 
   @nn.compact
@@ -97,7 +97,6 @@ class ConvBN(nn.Module):
   strides: int = 1
   groups: int = 1
   activation: str | None = 'relu'
-  bn_scale_init: Callable = nn.initializers.ones
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -107,7 +106,7 @@ class ConvBN(nn.Module):
                 feature_group_count=self.groups, use_bias=False,
                 kernel_init=he_fan_out, name='conv')(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                     epsilon=1e-5, scale_init=self.bn_scale_init, name='bn')(x)
+                     epsilon=1e-5, name='bn')(x)
     return x if self.activation is None else get_activation(self.activation)(x)
 
 

@@ -28,7 +28,7 @@ _WIDTHS = {
 
 
 def channel_shuffle(x: jax.Array, groups: int = 2) -> jax.Array:
-  """[..., g*k] -> interleave the g groups: channel order (0, k, 1, k+1, ...)."""
+  """[..., g*k] -> interleave the g groups: order (0, k, 1, k+1, ...)."""
   *lead, c = x.shape
   x = x.reshape(*lead, groups, c // groups)
   return jnp.swapaxes(x, -1, -2).reshape(*lead, c)

@@ -12,27 +12,37 @@ Two conventions exist (SPEC.md §1):
     `lrn(x, (n-1)//2, k, a/n, b)` for odd n.
 Out-of-range channels count as zero, so edge channels see a shorter window.
 
-Implementation choice, measured forward+backward (`jax.vjp` of the op and its
-pullback under one `jit`), float32, on the 2-core dev CPU (jax 0.10.2; another
-job was sharing the cores, so these are the best of 15-25 interleaved runs):
+Implementation choice. Measured: forward + backward (`jax.vjp` of the op and
+its pullback under one `jit`), float32, radius 4, on the 2-core dev CPU
+(jax 0.10.2, other jobs sharing the cores), best / median of 20 interleaved
+runs, milliseconds:
 
-  shape [B,H,W,C]     5 shifted   reduce_  banded   banded matmul   custom_vjp,
-                      slices      window   matmul   + exp(-b*log s) analytic grad
-  128x24x24x64        305 ms      83 ms    71 ms    47-58 ms        57 ms
-  128x12x12x64        124 ms      22 ms    21 ms    7-8 ms          14 ms
-  32x27x27x256        -           90 ms    161 ms   (reduce_window wins)
-  128x8x8x256         -           18 ms    42 ms    (reduce_window wins)
-  128x16x16x128       -           57 ms    64 ms
+  window sum, then s**-beta           128x24x24x64     128x12x12x64
+    sum of 9 shifted slices           370 / 391        87 / 93
+    lax.reduce_window                  79 / 100        15 / 18
+    banded [C,C] 0/1 matmul            78 / 103        16 / 17
+  window sum, then exp(-beta*log s)
+    lax.reduce_window                  41 / 56        5.7 / 7.0
+    banded matmul  (chosen)            40 / 55        4.9 / 6.3
+  custom_vjp, analytic gradient        58 / 67        9.7 / 11.0
+    (banded matmul, s**-beta)
 
-(reproduce: the script sketched in `benchmark_lrn` below.) Two findings:
+  exp(-beta*log s), more channels     reduce_window    banded matmul
+    128x16x16x96                       30 / 33         29 / 34
+    128x16x16x128                      44 / 48         56 / 62
+    128x8x8x256                        11 / 19         28 / 31
+    32x27x27x256                       57 / 68         84 / 92
+
+Findings:
   1. `s ** -beta` costs more than the window sum, because its derivative is a
-     second pow. Writing it as exp(-beta * log s) lets autodiff reuse the
-     forward value (d/ds = -beta * p / s): 1.5-2.5x faster end to end, and as
-     fast as a hand-written custom_vjp (which would also lose forward-mode
-     autodiff and traced hyper-parameters), so plain autodiff is kept.
-  2. The [C, C] 0/1 band matmul beats `lax.reduce_window` while C <= 96 (it
-     is C MACs per element instead of 2r+1 adds, but one fused GEMM); from
-     C = 128 on, the O(C^2) cost loses, so 'auto' switches at 128.
+     second pow. Written as exp(-beta * log s), autodiff reuses the forward
+     value (d/ds = -beta * p / s): 2-3x faster end to end, and faster than
+     the hand-written custom_vjp, which would also lose forward-mode autodiff
+     and traced hyper-parameters. So plain autodiff is kept.
+  2. The band matmul (C MACs per element, but one GEMM) edges out
+     reduce_window up to C = 96 and loses from C = 128 on (O(C^2) work), so
+     impl='auto' switches at 128 channels. Both are ~9x faster than slices.
+Reproduce the matmul/reduce_window rows with `benchmark_lrn` below.
 """
 from __future__ import annotations
 
@@ -59,7 +69,8 @@ def _band(channels: int, before: int, after: int) -> np.ndarray:
   return ((j >= c - before) & (j <= c + after)).astype(np.float32)
 
 
-def _window_sum(sq: jax.Array, before: int, after: int, impl: Impl) -> jax.Array:
+def _window_sum(sq: jax.Array, before: int, after: int,
+                impl: Impl) -> jax.Array:
   channels = sq.shape[-1]
   if impl == 'auto':
     impl = 'matmul' if channels <= _MATMUL_MAX_CHANNELS else 'reduce_window'
@@ -82,7 +93,8 @@ def _window_sum(sq: jax.Array, before: int, after: int, impl: Impl) -> jax.Array
 def _lrn(x: jax.Array, before: int, after: int, bias, alpha, beta,
          impl: Impl) -> jax.Array:
   if before < 0 or after < 0:
-    raise ValueError(f'LRN window must be non-negative, got ({before}, {after})')
+    raise ValueError(
+        f'LRN window must be non-negative, got ({before}, {after})')
   # Low-precision inputs: squares of activations overflow fp16 easily, and
   # the sum of squares loses bits in bf16, so work in (at least) float32.
   compute = jnp.promote_types(x.dtype, jnp.float32)
