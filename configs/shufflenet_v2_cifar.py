@@ -4,7 +4,7 @@ Command:
   JAXCNN_DATA_DIR=../shared/data python -m jaxcnn.main \
       --config configs/shufflenet_v2_cifar.py --workdir runs/shufflenet_v2_cifar
 ':smoke' runs 3 steps. Recipe: pad-4 random crop + flip, momentum 0.9
-(Nesterov), lr 0.05 with warm-up and cosine decay, L2 5e-4, 80.0 epochs.
+(Nesterov), lr 0.05 with warm-up and cosine decay, L2 5e-4, 60.0 epochs.
 Expected: README/docs/results.md record the measured accuracy and runtime.
 """
 from jaxcnn.config_base import (base_config, set_cifar_sgd_recipe,
@@ -16,7 +16,7 @@ def get_config(arg=None):
   c.model.name = 'shufflenet_v2_cifar'
   c.model.width = 1.0              # 0.5, 1.0, 1.5 or 2.0
   set_cifar_standard_input(c)
-  set_cifar_sgd_recipe(c, learning_rate=0.05, num_epochs=80.0, weight_decay=5e-4)
+  set_cifar_sgd_recipe(c, learning_rate=0.05, num_epochs=60.0, weight_decay=5e-4)
   if arg == 'smoke':
     set_smoke(c)
   elif arg:
