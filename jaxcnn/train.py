@@ -115,8 +115,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                   mesh)
   reporter = Reporter(workdir, p.total_steps, start, config.batch_size,
                       config.log_every_steps)
-  if start == 0:
+  if start == 0 and jax.process_index() == 0:
+    from jaxcnn.models import flops
+    table = flops.summary(model, experiment.input_shape(config))
+    print(f'model {config.model.name}:\n{table}', flush=True)
     reporter.text(0, 'config', config.to_json_best_effort(indent=2))
+    reporter.text(0, 'model_summary', table)
   data_sharding = parallel.data_sharding(mesh)
   batches = pipeline.prefetch(
       pipeline.train_batches(splits.x_train, splits.y_train, config.batch_size,
