@@ -41,6 +41,8 @@ def make_writer(workdir: str, is_main: bool):
   if not is_main:
     return _LogOnlyWriter()
   try:
+    import tensorflow as tf  # clu writes event files through TF
+    tf.config.set_visible_devices([], 'GPU')  # JAX owns every GPU
     from clu import metric_writers
   except ImportError as e:  # clu's TensorBoard writer needs TF + tensorboard
     logging.warning('TensorBoard writer unavailable (%s); logging only', e)
