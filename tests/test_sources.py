@@ -146,3 +146,16 @@ def test_real_cifar10_jpeg_copy_decodes_and_caches(tmp_path):
   assert np.bincount(s.y_test).tolist() == [1000] * 10
   np.testing.assert_allclose(s.x_train.reshape(-1, 3).mean(0),
                              (125.27, 122.93, 113.86), atol=0.02)
+
+
+def test_cifar_python_archive_cannot_run_code(tmp_path):
+  class Evil:
+    def __reduce__(self):
+      return (os.system, ('echo pwned > ' + str(tmp_path / 'pwned'),))
+  folder = tmp_path / 'cifar-10-batches-py'
+  folder.mkdir()
+  for name in [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch']:
+    (folder / name).write_bytes(pickle.dumps({b'data': Evil()}))
+  with pytest.raises(DataFormatError, match='refusing to unpickle'):
+    sources.load('cifar10', data_dir=str(tmp_path), allow_download=False)
+  assert not (tmp_path / 'pwned').exists()

@@ -15,7 +15,7 @@ import hashlib
 import io
 import logging
 import os
-import pickle  # only for the official CIFAR-10 python archive, see _cifar_python
+import pickle  # only the official CIFAR-10 python archive, restricted below
 import tarfile
 from typing import Callable
 
@@ -127,14 +127,30 @@ def _cifar_jpeg(path: str, cache_dir: str, log: Callable[[str], None]):
   return xtr, d['y_train'], xte, d['y_test'], path
 
 
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+  """Unpickles the CIFAR-10 python batches without running arbitrary code:
+  only builtin containers and numpy array reconstruction are allowed."""
+  _ALLOWED = {('numpy.core.multiarray', '_reconstruct'),
+              ('numpy._core.multiarray', '_reconstruct'),
+              ('numpy', 'ndarray'), ('numpy', 'dtype'),
+              ('numpy.core.multiarray', 'scalar'),
+              ('numpy._core.multiarray', 'scalar'), ('_codecs', 'encode')}
+
+  def find_class(self, module, name):
+    if (module, name) in self._ALLOWED:
+      return super().find_class(module, name)
+    raise DataFormatError(f'refusing to unpickle {module}.{name}: the CIFAR-10 '
+                          'python batches hold only arrays and lists')
+
+
 def _cifar_python_batches(read: Callable[[str], bytes | None]):
-  # The official python archive is pickled dicts; pickle.loads only runs on
-  # files in the exact archive layout the user pointed us at.
+  # The official python archive is pickled dicts; the restricted unpickler
+  # keeps a tampered file from executing code.
   def batch(name):
     raw = read(name)
     if raw is None:
       return None
-    d = pickle.loads(raw, encoding='bytes')
+    d = _ArrayOnlyUnpickler(io.BytesIO(raw), encoding='bytes').load()
     x = np.asarray(d[b'data'], np.uint8).reshape(-1, 3, 32, 32)
     return x.transpose(0, 2, 3, 1), np.asarray(d[b'labels'])
   parts = [batch(f'data_batch_{i}') for i in range(1, 6)]
