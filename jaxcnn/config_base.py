@@ -70,6 +70,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.distributed.num_processes = 0  # 0 -> $JAX_NUM_PROCESSES
   c.distributed.process_id = -1    # -1 -> $JAX_PROCESS_ID
   c.distributed.auto = False       # let jax.distributed auto-detect (SLURM, TPU)
+
+  # Scale-out (docs/scaling.md). 'jit': jit over a ('data', 'model') mesh,
+  # XLA inserts the collectives; 'pmap': explicit per-device towers
+  # (shard_map + lax.pmean of the gradients, the TF tutorial's multi-GPU
+  # scheme; no BatchNorm models on >1 device, no model axis).
+  c.parallel = 'jit'
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.model = 1                 # devices on the 'model' axis; data axis = devices / model
+  c.shard_params = ''              # regex of state paths split over 'model', e.g. 'fc6|fc7'; '' replicates all
   return c
 
 
