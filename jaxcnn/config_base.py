@@ -65,6 +65,39 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 1000  # orbax checkpoint (also at the end)
   c.keep_checkpoints = 3           # how many recent checkpoints orbax keeps
 
+  # Compression (jaxcnn/compress, docs/compression.md). Off by default: with
+  # method '' and init_from '' training is exactly the ordinary one.
+  c.init_from = ''                 # trained workdir whose latest checkpoint seeds a new run
+  c.init_from_weights = 'auto'     # 'params', 'ema', or 'auto' (ema when the run kept it)
+  c.compress = ml_collections.ConfigDict()
+  c.compress.method = ''           # '', prune, filter_prune, svd
+  c.compress.encoding = 'auto'     # sparse artifact: auto (smallest), relative, csr
+  c.compress.index_bits = 8        # relative encoding: bits per index gap (4 or 8)
+  c.compress.prune = ml_collections.ConfigDict()
+  c.compress.prune.include = '.*'  # regex over kernel paths, e.g. 'conv.*|local3'
+  c.compress.prune.exclude = ''    # regex of kernels to leave dense ('' none)
+  c.compress.prune.scope = 'layer'  # 'layer': each kernel at the target; 'global' threshold
+  c.compress.prune.sparsity = 0.9  # final fraction of selected weights set to zero
+  c.compress.prune.schedule = 'gradual'  # one_shot, iterative, gradual (Zhu & Gupta)
+  c.compress.prune.initial_sparsity = 0.0  # gradual: s_i
+  c.compress.prune.begin_step = 0  # first pruning step (regularise before it)
+  c.compress.prune.end_step = 1000  # gradual/iterative: target reached here
+  c.compress.prune.frequency = 100  # gradual: steps between mask updates
+  c.compress.prune.rounds = 4      # iterative: prune -> fine-tune rounds
+  c.compress.prune.l1 = 0.0        # loss += l1 * sum|w| over selected kernels
+  c.compress.prune.group_lasso = 0.0  # loss += rate * sum_filters ||W[..., o]||_2
+  c.compress.filter_prune = ml_collections.ConfigDict()
+  c.compress.filter_prune.include = 'conv'  # regex over conv layer paths
+  c.compress.filter_prune.exclude = ''
+  c.compress.filter_prune.ratio = 0.5  # fraction of each layer's filters removed
+  c.compress.filter_prune.norm = 'l1'  # rank filters by 'l1' or 'l2' norm
+  c.compress.svd = ml_collections.ConfigDict()
+  c.compress.svd.include = 'local3|local4'  # regex over Dense layer paths
+  c.compress.svd.conv_include = ''  # regex over conv paths (separable scheme)
+  c.compress.svd.rank = 0          # fixed rank if > 0 ...
+  c.compress.svd.param_ratio = 0.0  # ... else keep <= this fraction of weights ...
+  c.compress.svd.energy = 0.0      # ... else the smallest rank with this energy
+
   c.distributed = ml_collections.ConfigDict()
   c.distributed.coordinator_address = ''  # host:port; '' -> $JAX_COORDINATOR_ADDRESS
   c.distributed.num_processes = 0  # 0 -> $JAX_NUM_PROCESSES
