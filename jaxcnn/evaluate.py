@@ -18,11 +18,16 @@ from jaxcnn.data import augment, pipeline, sources
 from jaxcnn.errors import CheckpointError
 
 
-def make_eval_fn(model, spec: augment.InputSpec, mesh) -> Callable:
+def make_eval_fn(model, spec: augment.InputSpec, mesh,
+                 state_sharding: Any = None) -> Callable:
+  """`state_sharding` (a TrainState of shardings) keeps model-sharded params
+  where they are; None means replicated. EMA params share the params'."""
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
+  params, stats = ((repl, repl) if state_sharding is None else
+                   (state_sharding.params, state_sharding.batch_stats))
   return jax.jit(functools.partial(steps.eval_step, model=model,
                                    input_spec=spec),
-                 in_shardings=(repl, repl, data), out_shardings=repl)
+                 in_shardings=(params, stats, data), out_shardings=repl)
 
 
 def evaluate(eval_fn: Callable, params: Any, batch_stats: Any,

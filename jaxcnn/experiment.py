@@ -135,11 +135,15 @@ def params_shape(config, model):
 
 
 def init_state(config, model, tx, mesh):
-  """The initial TrainState, created directly in its replicated sharding."""
+  """The initial TrainState, created directly in its sharding: replicated,
+  except leaves matching config.shard_params, split over mesh axis 'model'
+  (so a large fc layer never exists whole on one device)."""
   from jaxcnn import parallel
   from jaxcnn import state as state_lib
   create = functools.partial(state_lib.create, model, tx,
                              image_shape=input_shape(config),
                              use_ema=config.ema_decay > 0)
-  return jax.jit(create, out_shardings=parallel.replicated(mesh))(
-      jax.random.key(config.seed))
+  key = jax.random.key(config.seed)
+  shardings = parallel.state_shardings(mesh, jax.eval_shape(create, key),
+                                       config.shard_params)
+  return jax.jit(create, out_shardings=shardings)(key)

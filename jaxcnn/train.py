@@ -68,18 +68,32 @@ def write_config(config, workdir: str) -> None:
     os.replace(tmp, path)
 
 
-def make_train_fn(model, tx, schedule, config, params_shape, mesh):
+def make_train_fn(model, tx, schedule, config, params_shape, mesh,
+                  state_sharding=None):
+  """Jitted `(state, global_batch) -> (state, metrics)`, state donated.
+
+  'jit': steps.train_step as is; the batch is split over 'data' and XLA adds
+  the gradient all-reduce. 'pmap': the same step per device with an explicit
+  pmean of the gradients. `state_sharding` (a TrainState of shardings, e.g.
+  from init_state) defaults to fully replicated.
+  """
   options = steps.StepOptions(
       input_spec=augment.spec_from_config(config.input),
       l2_loss_rate=config.l2.rate if config.l2.mode == 'loss' else 0.0,
       ema_decay=config.ema_decay,
       skip_nonfinite_updates=config.skip_nonfinite_updates)
-  fn = functools.partial(steps.train_step, model=model, tx=tx,
-                         schedule=schedule, options=options,
-                         l2_mask=param_mask(params_shape, config.l2.include))
+  towers = config.parallel == 'pmap'
+  fn = functools.partial(
+      steps.train_step, model=model,
+      tx=parallel.pmean_gradients(tx, 'data') if towers else tx,
+      schedule=schedule, options=options,
+      l2_mask=param_mask(params_shape, config.l2.include))
+  if towers:
+    fn = parallel.tower_step(fn, mesh, config.skip_nonfinite_updates)
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
-  return jax.jit(fn, in_shardings=(repl, data), out_shardings=(repl, repl),
-                 donate_argnums=0)
+  state_sharding = repl if state_sharding is None else state_sharding
+  return jax.jit(fn, in_shardings=(state_sharding, data),
+                 out_shardings=(state_sharding, repl), donate_argnums=0)
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -87,9 +101,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   Returns the final evaluation: {'params': {...}, 'ema': {...}}.
   """
-  experiment.validate(config)
+  parallel.check_config(config)
+  # Before validate: jax.distributed must start before any backend use.
   parallel.maybe_initialize_distributed(config.distributed)
-  mesh = parallel.make_mesh()
+  experiment.validate(config)
+  mesh = parallel.make_mesh(config.mesh.model)
   parallel.check_global_batch(config.batch_size, mesh)
   parallel.check_global_batch(config.eval_batch_size, mesh, 'eval_batch_size')
   os.makedirs(workdir, exist_ok=True)
@@ -110,9 +126,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
   state, start = checkpoint.restore_or_init(ckpt, template)
   write_config(config, workdir)
 
-  train_fn = make_train_fn(model, tx, schedule, config, state.params, mesh)
+  state_sharding = jax.tree.map(lambda x: x.sharding, template)
+  train_fn = make_train_fn(model, tx, schedule, config, state.params, mesh,
+                           state_sharding)
   eval_fn = evaluate.make_eval_fn(model, augment.spec_from_config(config.input),
-                                  mesh)
+                                  mesh, state_sharding)
   reporter = Reporter(workdir, p.total_steps, start, config.batch_size,
                       config.log_every_steps)
   if start == 0 and jax.process_index() == 0:
