@@ -61,6 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.skip_nonfinite_updates = False  # skip NaN/Inf steps instead of stopping
 
   c.log_every_steps = 100          # train metrics + the tutorial's log line
+  c.write_summaries = True         # TensorBoard event files via clu (False: log only)
   c.eval_every_steps = 1000        # full test-set evaluation (also at the end)
   c.checkpoint_every_steps = 1000  # orbax checkpoint (also at the end)
   c.keep_checkpoints = 3           # how many recent checkpoints orbax keeps

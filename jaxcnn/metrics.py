@@ -37,8 +37,8 @@ class _LogOnlyWriter:
     pass
 
 
-def make_writer(workdir: str, is_main: bool):
-  if not is_main:
+def make_writer(workdir: str, is_main: bool, enabled: bool = True):
+  if not is_main or not enabled:
     return _LogOnlyWriter()
   try:
     import tensorflow as tf  # clu writes event files through TF
@@ -54,9 +54,9 @@ class Reporter:
   """Writes train/eval metrics; only process 0 writes anything."""
 
   def __init__(self, workdir: str, total_steps: int, start_step: int,
-               global_batch: int, log_every: int):
+               global_batch: int, log_every: int, summaries: bool = True):
     self.is_main = jax.process_index() == 0
-    self.writer = make_writer(workdir, self.is_main)
+    self.writer = make_writer(workdir, self.is_main, summaries)
     self.global_batch = global_batch
     self.log_every = log_every
     self._t = time.perf_counter()

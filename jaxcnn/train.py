@@ -121,6 +121,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
   p = experiment.plan(config, len(splits.x_train))
   tx, schedule = experiment.make_optimizer(config, model, p)
   template = experiment.init_state(config, model, tx, mesh)
+  # Compression runs (config.compress / config.init_from) bring their own
+  # optimizer wrapper and initial state; None leaves training untouched.
+  from jaxcnn.compress import session as compress_session
+  run = compress_session.start(config, model, schedule, template, mesh)
+  if run is not None:
+    tx, template = run.tx, run.state
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                  config.keep_checkpoints)
   state, start = checkpoint.restore_or_init(ckpt, template)
@@ -131,8 +137,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
                            state_sharding)
   eval_fn = evaluate.make_eval_fn(model, augment.spec_from_config(config.input),
                                   mesh, state_sharding)
+  if run is not None:  # e.g. SVD factors -> dense kernels for the model
+    eval_fn = run.wrap_eval(eval_fn)
   reporter = Reporter(workdir, p.total_steps, start, config.batch_size,
-                      config.log_every_steps)
+                      config.log_every_steps, config.write_summaries)
   if start == 0 and jax.process_index() == 0:
     from jaxcnn.models import flops
     table = flops.summary(model, experiment.input_shape(config))
@@ -200,5 +208,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     with open(os.path.join(workdir, 'final_metrics.json'), 'w') as f:
       json.dump({'step': int(jax.device_get(state.step)), **results}, f,
                 indent=2)
+    if run is not None:  # artifact + compression_report.json
+      compress_session.finish(run, state, splits, workdir, results)
   return results
 
