@@ -47,9 +47,17 @@ def train_step(state: TrainState, batch: dict, *, model, tx,
                                     options.input_spec)
   labels = batch['label']
   has_bs = bool(state.batch_stats)
+  # Compression hooks (jaxcnn/compress/base.py); the method rides on the tx
+  # and its state in opt_state, so ordinary runs take none of these branches.
+  method = getattr(tx, 'method', None)
+  if method is None and type(state.opt_state).__name__ == 'CompressState':
+    raise ValueError('compression state without its method: the optimizer '
+                     'was wrapped (e.g. for pmap) after compress.wrap_tx')
+  mstate = state.opt_state.method if method is not None else None
 
   def loss_fn(params):
-    out = model.apply(_variables(params, state.batch_stats), images,
+    fwd = method.pre_forward(params, mstate) if method is not None else params
+    out = model.apply(_variables(fwd, state.batch_stats), images,
                       train=True, rngs={'dropout': dropout_rng},
                       mutable=['batch_stats'] if has_bs else False)
     logits, new_vars = out if has_bs else (out, {})
@@ -57,6 +65,8 @@ def train_step(state: TrainState, batch: dict, *, model, tx,
     loss = ce
     if options.l2_loss_rate:
       loss = loss + options.l2_loss_rate * losses.l2_loss(params, l2_mask)
+    if method is not None:
+      loss = loss + method.loss(params, mstate)
     return loss, (logits, ce, new_vars.get('batch_stats', {}))
 
   (loss, (logits, ce, batch_stats)), grads = jax.value_and_grad(
@@ -66,6 +76,10 @@ def train_step(state: TrainState, batch: dict, *, model, tx,
   ema = state.ema_params
   if options.ema_decay:
     ema = ema_update(ema, params, state.step, options.ema_decay)
+  if method is not None:  # e.g. re-apply masks, to the EMA weights too
+    params = method.post_update(params, opt_state.method)
+    if options.ema_decay:
+      ema = method.post_update(ema, opt_state.method)
   grad_norm = optax.tree.norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   new_state = state.replace(step=state.step + 1, params=params,

@@ -1,0 +1,204 @@
+"""Plumbing between train.py and a compression method.
+
+start():  load the dense checkpoint named by config.init_from, apply the
+          method's one-shot `convert`, wrap the optimizer, and build the
+          initial TrainState (also the restore template, so a resumed
+          compression run restores masks and factors from its own workdir).
+finish(): export the fine-tuned net, write the artifact and the dense
+          baseline as real files, load the artifact back, check its logits,
+          measure accuracy / MACs / latency and write the report.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaxcnn import experiment, optim, parallel, steps
+from jaxcnn.compress import apply, base, report, storage, structured
+from jaxcnn.compress import lowrank, prune  # noqa: F401 (registers methods)
+from jaxcnn.data import augment
+from jaxcnn.errors import CheckpointError
+from jaxcnn.state import TrainState
+
+
+def load_dense(workdir: str, weights: str = 'auto') -> dict:
+  """{'params', 'batch_stats', 'step', 'weights'} of a workdir's latest
+  checkpoint, read without a template (any optimizer, any jaxcnn version)."""
+  ckdir = os.path.join(workdir, 'checkpoints')
+  steps = sorted(int(d) for d in os.listdir(ckdir) if d.isdigit()) \
+      if os.path.isdir(ckdir) else []
+  if not steps:
+    raise CheckpointError(f'init_from: no checkpoint in {ckdir}')
+  raw = ocp.StandardCheckpointer().restore(
+      os.path.join(ckdir, str(steps[-1]), 'default'))
+  use_ema = weights == 'ema' or (weights == 'auto' and raw.get('ema_params'))
+  if weights == 'ema' and not raw.get('ema_params'):
+    raise CheckpointError(f'init_from_weights=ema but {workdir} has no EMA')
+  to_np = lambda t: jax.tree.map(np.asarray, t)
+  return {'params': to_np(raw['ema_params'] if use_ema else raw['params']),
+          'batch_stats': to_np(raw.get('batch_stats') or {}),
+          'step': steps[-1], 'weights': 'ema' if use_ema else 'params'}
+
+
+@dataclasses.dataclass
+class Session:
+  config: Any
+  model: Any
+  method: base.Method | None
+  tx: Any
+  state: TrainState
+  dense: dict
+
+  def wrap_eval(self, eval_fn):
+    """eval_fn as is, or for methods that change the params' structure
+    (SVD factors) an eval step that first rebuilds what the model expects;
+    its shardings follow the inputs."""
+    if self.method is None or type(self.method).eval_params is \
+        base.Method.eval_params:
+      return eval_fn
+    spec = augment.spec_from_config(self.config.input)
+    return jax.jit(lambda params, bs, batch: steps.eval_step(
+        self.method.eval_params(params), bs, batch, model=self.model,
+        input_spec=spec))
+
+
+def start(config, model, schedule, template, mesh) -> Session | None:
+  """None for ordinary training (no compress.method and no init_from)."""
+  method = base.get_method(config.compress)
+  if method is None and not config.init_from:
+    return None
+  if config.init_from:
+    dense = load_dense(config.init_from, config.init_from_weights)
+  else:
+    dense = {'params': jax.device_get(template.params), 'weights': 'init',
+             'batch_stats': jax.device_get(template.batch_stats), 'step': 0}
+  if hasattr(method, 'bind'):
+    method.bind(structured.Graph(model, experiment.input_shape(config)))
+  params = method.convert(dense['params']) if method else dense['params']
+  params = jax.tree.map(jnp.asarray, params)
+  tx = optim.make_tx(config, params, schedule)
+  if method is not None:
+    tx = method.wrap_tx(tx)
+  state = TrainState(
+      step=jnp.zeros((), jnp.int32), params=params,
+      batch_stats=jax.tree.map(jnp.asarray, dense['batch_stats']),
+      opt_state=tx.init(params),
+      ema_params=jax.tree.map(jnp.copy, params) if config.ema_decay else {},
+      rng=template.rng)
+  state = jax.device_put(state, parallel.replicated(mesh))
+  return Session(config, model, method, tx, state, dense)
+
+
+def _logits_fn(model, spec):
+  @jax.jit
+  def fn(variables, images):
+    return apply.apply(model, variables, augment.preprocess_eval(images, spec))
+  return fn
+
+
+def accuracy(fn, variables, x, y, batch: int = 1000) -> float:
+  correct = 0
+  for i in range(0, len(x), batch):
+    logits = fn(variables, x[i:i + batch])
+    correct += int(np.sum(np.argmax(np.asarray(logits), -1) == y[i:i + batch]))
+  return correct / len(x)
+
+
+def latency_ms(fn, variables, x, repeats: int = 10) -> float:
+  """Median wall time per image of a jitted batch forward (CPU)."""
+  jax.block_until_ready(fn(variables, x))
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(fn(variables, x))
+    times.append(time.perf_counter() - t)
+  return 1000.0 * float(np.median(times)) / len(x)
+
+
+def inference_variables(method, graph, params, mstate, batch_stats) -> dict:
+  """What the artifact stores: masked / compacted / factorized weights."""
+  exp = method.export(params, mstate)
+  params, extra = exp['params'], {}
+  if 'keep' in exp:
+    params, batch_stats, extra = structured.compact(graph, params,
+                                                    batch_stats, exp['keep'])
+  out = {'params': jax.tree.map(np.asarray, params),
+         'batch_stats': jax.tree.map(np.asarray, batch_stats or {})}
+  if extra:
+    out['compress'] = extra
+  return out, exp['meta']
+
+
+def finish(session: Session, state, splits, workdir: str, results: dict,
+           ) -> dict:
+  config, model, method = session.config, session.model, session.method
+  if method is None:
+    return {}
+  spec = augment.spec_from_config(config.input)
+  shape = experiment.input_shape(config)
+  graph = getattr(method, 'graph', None)
+  use_ema = 'ema' in results and (results['ema']['precision@1'] >=
+                                  results['params']['precision@1'])
+  state = jax.device_get(state)
+  params = state.ema_params if use_ema else state.params
+  mstate = state.opt_state.method
+  fn = _logits_fn(model, spec)
+  x, y = splits.x_test, splits.y_test
+  enc = config.compress.encoding if method.name == 'prune' else 'dense'
+  model_meta = {'model': config.model.name,
+                'model_kwargs': experiment.model_kwargs(config),
+                'dataset': config.dataset.name,
+                'input_shape': list(shape), 'method': method.name}
+
+  dense_vars = {'params': session.dense['params'],
+                'batch_stats': session.dense['batch_stats']}
+  dense_path = os.path.join(workdir, 'dense.jxcz')
+  dense_bytes = storage.save(dense_path, dense_vars, model_meta)
+  comp_vars, meta = inference_variables(method, graph, params, mstate,
+                                        state.batch_stats)
+  art_path = os.path.join(workdir, 'model.jxcz')
+  comp_bytes = storage.save(art_path, comp_vars, {**model_meta, **meta},
+                            enc, config.compress.index_bits)
+  loaded, _ = storage.load(art_path)
+  probe = x[:500]
+  ref = np.asarray(fn(comp_vars, probe))
+  got = np.asarray(fn(loaded, probe))
+  train_view = np.asarray(fn({'params': method.eval_params(
+      method.pre_forward(params, mstate)), 'batch_stats': state.batch_stats},
+      probe))
+
+  oneshot_params = method.convert(session.dense['params'])
+  oneshot_state = method.oneshot(jax.tree.map(jnp.asarray, oneshot_params))
+  before_vars, _ = inference_variables(method, graph, oneshot_params,
+                                       oneshot_state,
+                                       session.dense['batch_stats'])
+  acc = {'dense': accuracy(fn, dense_vars, x, y),
+         'compressed_before_finetune': accuracy(fn, before_vars, x, y),
+         'compressed_after_finetune': accuracy(fn, loaded, x, y)}
+  bench = x[:200]
+  lat = {'dense_ms_per_image': latency_ms(fn, dense_vars, bench),
+         'compressed_ms_per_image': latency_ms(fn, loaded, bench)}
+  rep = report.build(
+      model_meta, dense_vars, comp_vars, dense_bytes, comp_bytes,
+      apply.count_macs(model, dense_vars, shape),
+      apply.count_macs(model, loaded, shape), acc, lat,
+      extra={'weights_used': 'ema' if use_ema else 'params',
+             'init_from': config.init_from,
+             'init_from_step': session.dense['step'],
+             'init_from_weights': session.dense['weights'],
+             'fine_tune_steps': int(state.step),
+             'method_meta': meta,
+             'artifact': os.path.basename(art_path),
+             'roundtrip_identical_logits': bool(np.array_equal(ref, got)),
+             'max_abs_diff_vs_training_model': float(
+                 np.max(np.abs(ref - train_view))),
+             'train_eval': results})
+  report.write(workdir, rep)
+  return rep
