@@ -1,4 +1,6 @@
 """End-to-end: real steps on tiny data, resume equivalence, eval, NaN stop."""
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -24,40 +26,57 @@ def _final_state(config, workdir):
   return state, step
 
 
-def test_train_runs_and_evaluates(tiny_config, tmp_path, capsys):
-  results = train.train_and_evaluate(tiny_config, str(tmp_path))
-  out = capsys.readouterr().out
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """One real 6-step run (EMA + flip on), shared by the tests below."""
+  from configs import quickstart
+  config = quickstart.get_config()
+  config.num_train_steps, config.batch_size = 6, 32
+  config.eval_batch_size, config.log_every_steps = 120, 2
+  config.eval_every_steps, config.checkpoint_every_steps = 6, 3
+  config.ema_decay = 0.99   # EMA, RNG and data position must all resume
+  config.input.flip = True  # exercises the augmentation RNG stream
+  workdir = str(tmp_path_factory.mktemp('trained'))
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    results = train.train_and_evaluate(config, workdir)
+  return config, workdir, results, out.getvalue()
+
+
+def test_train_runs_and_evaluates(trained):
+  _, workdir, results, out = trained
   assert 'step 2, loss = ' in out and 'examples/sec; ' in out
-  assert 'precision @ 1 = ' in out
+  assert 'precision @ 1 = ' in out and '(ema)' in out
+  assert 'model lenet5:' in out and '61,706 params' in out
   r = results['params']
   assert r['count'] == 360 and 0.0 <= r['precision@1'] <= 1.0
-  saved = json.load(open(tmp_path / 'final_metrics.json'))
+  assert set(results) == {'params', 'ema'}
+  saved = json.load(open(os.path.join(workdir, 'final_metrics.json')))
   assert saved['step'] == 6
-  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '6']
-  assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path))
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['3', '6']
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir))
 
 
-def test_resume_follows_the_uninterrupted_trajectory(tiny_config, tmp_path):
-  tiny_config.ema_decay = 0.99   # EMA, RNG and data position must all resume
-  tiny_config.input.flip = True  # exercises the augmentation RNG stream
-  straight, resumed = str(tmp_path / 'a'), str(tmp_path / 'b')
-  train.train_and_evaluate(tiny_config, straight)
-  train.train_and_evaluate(tiny_config, resumed)
+def test_resume_follows_the_uninterrupted_trajectory(trained, tmp_path):
+  config, straight, _, _ = trained
+  resumed = str(tmp_path / 'resumed')
+  shutil.copytree(straight, resumed)
   shutil.rmtree(os.path.join(resumed, 'checkpoints', '6'))  # "killed" after 3
-  train.train_and_evaluate(tiny_config, resumed)
-  a, step_a = _final_state(tiny_config, straight)
-  b, step_b = _final_state(tiny_config, resumed)
+  train.train_and_evaluate(config, resumed)
+  a, step_a = _final_state(config, straight)
+  b, step_b = _final_state(config, resumed)
   assert step_a == step_b == 6
   chex.assert_trees_all_close(a.params, b.params, rtol=1e-6, atol=1e-6)
   chex.assert_trees_all_close(a.ema_params, b.ema_params, rtol=1e-6, atol=1e-6)
+  chex.assert_trees_all_close(a.opt_state, b.opt_state, rtol=1e-6, atol=1e-6)
   chex.assert_trees_all_equal(a.rng, b.rng)
 
 
-def test_eval_once_prints_precision(tiny_config, tmp_path, capsys):
-  train.train_and_evaluate(tiny_config, str(tmp_path))
-  capsys.readouterr()
-  r = evaluate.run(tiny_config, str(tmp_path), once=True)
-  assert 'step 6: precision @ 1 = ' in capsys.readouterr().out
+def test_eval_once_prints_precision(trained, capsys):
+  config, workdir, _, _ = trained
+  r = evaluate.run(config, workdir, once=True)
+  out = capsys.readouterr().out
+  assert 'step 6: precision @ 1 = ' in out and '(ema weights)' in out
   assert r['params']['count'] == 360
 
 
