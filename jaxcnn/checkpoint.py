@@ -56,9 +56,10 @@ class Checkpointer:
     try:
       self.manager.save(step, args=ocp.args.StandardSave(
           flax.serialization.to_state_dict(state)), force=True)
-    except OSError as e:
+    except Exception as e:  # OSError, or an async write's error re-raised
       raise CheckpointError(
-          f'could not write checkpoint step {step} to {self.directory}: {e}. '
+          f'could not write checkpoint step {step} to {self.directory}: '
+          f'{type(e).__name__}: {e}. '
           'Free disk space or make the workdir writable; the training state '
           'is still in memory and earlier checkpoints are untouched.') from e
 
@@ -102,10 +103,15 @@ class Checkpointer:
     return template, None
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # the background write of the last save failed
+      raise CheckpointError(f'finishing a checkpoint write in '
+                            f'{self.directory} failed: {type(e).__name__}: '
+                            f'{e}') from e
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
+    self.wait()
     self.manager.close()
 
 

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 
 import jax
@@ -18,7 +19,7 @@ import numpy as np
 
 from jaxcnn import checkpoint, evaluate, experiment, parallel, steps
 from jaxcnn.data import augment, pipeline, sources
-from jaxcnn.errors import JaxcnnError
+from jaxcnn.errors import CheckpointError, JaxcnnError
 from jaxcnn.losses import param_mask
 from jaxcnn.metrics import Reporter, is_time
 
@@ -182,8 +183,16 @@ def train_and_evaluate(config, workdir: str) -> dict:
         if is_time(step, config.checkpoint_every_steps) or final or sig.signum:
           if history:
             check_finite(step)
-          ckpt.save(step, state)
-          last_saved = step
+          try:
+            ckpt.save(step, state)
+            last_saved = step
+          except CheckpointError as e:
+            if final or sig.signum:
+              raise
+            # The state is still in memory: keep training and retry at the
+            # next checkpoint step rather than dying with the work.
+            print(f'warning: {e} Training continues; the next checkpoint '
+                  'step retries.', file=sys.stderr, flush=True)
         if sig.signum:
           ckpt.wait()
           raise Interrupted(

@@ -40,3 +40,44 @@ def test_checkpoint_of_another_model_is_explained(tiny_config, tmp_path):
     ckpt.restore_latest(_template(tiny_config))
   ckpt.close()
   assert 'checkpoint' in str(e.value) and 'model' in str(e.value)
+
+
+def _failing_save(monkeypatch, fail_steps):
+  import orbax.checkpoint as ocp
+  real = ocp.CheckpointManager.save
+
+  def save(self, step, *a, **kw):
+    if step in fail_steps:
+      raise OSError(28, 'No space left on device')
+    return real(self, step, *a, **kw)
+  monkeypatch.setattr(ocp.CheckpointManager, 'save', save)
+
+
+def test_full_disk_mid_run_warns_and_training_continues(tiny_config, tmp_path,
+                                                        monkeypatch, capsys):
+  _failing_save(monkeypatch, {3})
+  train.train_and_evaluate(tiny_config, str(tmp_path))
+  err = capsys.readouterr().err
+  assert 'No space left on device' in err and 'Training continues' in err
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['6']
+
+
+def test_full_disk_at_the_end_is_a_clear_error(tiny_config, tmp_path,
+                                               monkeypatch):
+  _failing_save(monkeypatch, {3, 6})
+  with pytest.raises(CheckpointError, match='could not write checkpoint step 6'
+                     '.*No space left.*still in memory'):
+    train.train_and_evaluate(tiny_config, str(tmp_path))
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+  import numpy as np
+  from PIL import Image
+  from jaxcnn import predict
+  path = tmp_path / 'big.png'
+  Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(path)
+  monkeypatch.setattr(predict, 'MAX_PIXELS', 1000)
+  with pytest.raises(predict.ImageError, match='too large'):
+    predict.read_image(str(path), (32, 32), 3)
+  with pytest.raises(predict.ImageError, match='is a directory'):
+    predict.read_image(str(tmp_path), (32, 32), 3)
