@@ -97,8 +97,23 @@ def make_mesh(model_axis: int = 1, devices=None) -> Mesh:
                        axis_types=(auto, auto), devices=devices)
 
 
+def batch_axes(mesh: Mesh) -> tuple[str, ...]:
+  """Mesh axes the batch is split over: 'data', and 'model' too when it has
+  more than one device.
+
+  Batch over 'model' as well means conv layers run purely data-parallel on a
+  2-D mesh and only the 'model'-sharded fc layers are model-parallel
+  (Krizhevsky's "one weird trick"). It also sidesteps an XLA SPMD bug
+  (jax 0.10.2, Shardy and GSPMD): with the batch on 'data' alone and 'model'
+  replicated, the kernel gradient of a grouped conv (AlexNet's groups=2,
+  depthwise convs) comes out multiplied by the 'model' size.
+  """
+  return ('data', 'model') if mesh.shape.get('model', 1) > 1 else ('data',)
+
+
 def data_sharding(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P('data'))
+  axes = batch_axes(mesh)
+  return NamedSharding(mesh, P(axes if len(axes) > 1 else axes[0]))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -107,7 +122,7 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def check_global_batch(batch_size: int, mesh: Mesh, what: str = 'batch_size'
                        ) -> None:
-  n = mesh.shape['data']
+  n = math.prod(mesh.shape[a] for a in batch_axes(mesh))
   if batch_size <= 0 or batch_size % n or batch_size % jax.process_count():
     raise ConfigError(
         f'{what}={batch_size} must be a positive multiple of the {n} data-'
