@@ -24,7 +24,7 @@ from jaxcnn import experiment, optim, parallel, steps
 from jaxcnn.compress import apply, base, report, storage, structured
 from jaxcnn.compress import lowrank, prune  # noqa: F401 (registers methods)
 from jaxcnn.data import augment
-from jaxcnn.errors import CheckpointError
+from jaxcnn.errors import CheckpointError, ConfigError
 from jaxcnn.state import TrainState
 
 
@@ -71,7 +71,10 @@ class Session:
 
 def start(config, model, schedule, template, mesh) -> Session | None:
   """None for ordinary training (no compress.method and no init_from)."""
-  method = base.get_method(config.compress)
+  try:
+    method = base.get_method(config.compress)
+  except ValueError as e:
+    raise ConfigError(f'invalid config: compress.method: {e}') from None
   if method is None and not config.init_from:
     return None
   if config.init_from:
@@ -79,17 +82,25 @@ def start(config, model, schedule, template, mesh) -> Session | None:
   else:
     dense = {'params': jax.device_get(template.params), 'weights': 'init',
              'batch_stats': jax.device_get(template.batch_stats), 'step': 0}
-  if hasattr(method, 'bind'):
-    method.bind(structured.Graph(model, experiment.input_shape(config)))
-  params = method.convert(dense['params']) if method else dense['params']
-  params = jax.tree.map(jnp.asarray, params)
-  tx = optim.make_tx(config, params, schedule)
-  if method is not None:
-    tx = method.wrap_tx(tx)
+  shapes = lambda t: jax.tree.map(np.shape, t)
+  if shapes(dense['params']) != shapes(jax.device_get(template.params)):
+    raise CheckpointError(f'init_from={config.init_from}: its parameters do '
+                          f'not fit model {config.model.name!r}')
+  try:
+    if hasattr(method, 'bind'):
+      method.bind(structured.Graph(model, experiment.input_shape(config)))
+    params = method.convert(dense['params']) if method else dense['params']
+    params = jax.tree.map(jnp.asarray, params)
+    tx = optim.make_tx(config, params, schedule)
+    if method is not None:
+      tx = method.wrap_tx(tx)
+    opt_state = tx.init(params)  # masks etc.: a regex matching nothing fails
+  except ValueError as e:
+    raise ConfigError(f'invalid config: compress.{method.name}: {e}') from None
   state = TrainState(
       step=jnp.zeros((), jnp.int32), params=params,
       batch_stats=jax.tree.map(jnp.asarray, dense['batch_stats']),
-      opt_state=tx.init(params),
+      opt_state=opt_state,
       ema_params=jax.tree.map(jnp.copy, params) if config.ema_decay else {},
       rng=template.rng)
   state = jax.device_put(state, parallel.replicated(mesh))

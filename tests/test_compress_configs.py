@@ -1,0 +1,30 @@
+"""configs/compress/*.py load, validate and build their method (no data,
+no compile)."""
+import glob
+import os
+
+import pytest
+
+from jaxcnn import experiment
+from jaxcnn.compress import base
+from jaxcnn.config_base import load_sibling
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'compress', '*.py')))
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
+@pytest.mark.parametrize('arg', [None, 'smoke'])
+def test_compress_config_validates(path, arg):
+  name = os.path.splitext(os.path.basename(path))[0]
+  c = load_sibling(path, name, arg)
+  experiment.validate(c)
+  assert c.init_from.startswith(os.path.join(ROOT, 'runs'))
+  assert base.get_method(c.compress).name == c.compress.method
+
+
+def test_defaults_leave_training_alone():
+  from jaxcnn.config_base import base_config
+  c = base_config()
+  assert c.compress.method == '' and c.init_from == ''
+  assert base.get_method(c.compress) is None
