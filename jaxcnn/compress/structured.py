@@ -33,7 +33,9 @@ from jaxcnn.compress import base
 from jaxcnn.models import flops
 
 _WEIGHT_KINDS = ('Conv', 'Dense', 'ConvLocal', 'MaskedConv')
-_PASS_KINDS = ('BatchNorm', 'LRN', 'PReLU', 'Dropout')
+# Blocks whose outputs are sums/concats of branches (ResNet, MobileNetV2,
+# ShuffleNetV2): a channel there has several producers.
+_BRANCHING_KINDS = ('BasicBlock', 'InvertedResidual', 'ShuffleUnit')
 
 
 @dataclasses.dataclass
@@ -68,8 +70,7 @@ class Graph:
         current.lrns.append(s.path)
       elif current is not None and s.params:  # unknown layer with weights
         current.ok, current.why = False, f'followed by {s.kind} {s.path}'
-    residual = any(p.startswith('stage') for p in paths) or any(
-        s.kind in ('InvertedResidual', 'ShuffleUnit') for s in stats)
+    residual = any(s.kind in _BRANCHING_KINDS for s in stats)
     for layer in self.layers:
       if residual:
         layer.ok, layer.why = False, 'residual/branching network'
