@@ -210,9 +210,17 @@ def _batch_error():
   return {'message': 'no error'}
 
 
+def _benchmark_smoke():
+  from benchmarks import scaling
+  report = scaling.run(os.path.join(ROOT, 'configs', 'quickstart.py'),
+                       [1, DEVICES], per_device_batch=4, steps=1, warmup=0)
+  return {'rows': report['rows'], 'markdown': scaling.to_markdown(report)}
+
+
 def worker_main():
   out = {}
   _check(out, 'batch_error', _batch_error)
+  _check(out, 'benchmark', _benchmark_smoke)
   _check(out, 'lenet', _lenet_equivalence)
   _check(out, 'batchnorm', _batchnorm_global)
   _check(out, 'alexnet', _alexnet_memory)
@@ -288,6 +296,15 @@ def test_two_tower_alexnet_halves_fc_memory(results):
   assert n['two_tower_bytes_per_device'] < 0.7 * n[
       'replicated_bytes_per_device']
   assert n['step_params_diff'] < 1e-5 and n['step_momentum_diff'] < 1e-5
+
+
+def test_scaling_benchmark_runs(results):
+  r = _ok(results['benchmark'])  # structure only: timings are not tested
+  assert [row['devices'] for row in r['rows']] == [1, DEVICES]
+  assert [row['global_batch'] for row in r['rows']] == [4, 4 * DEVICES]
+  assert r['rows'][0]['efficiency'] == 1.0
+  assert all(row['images_per_sec'] > 0 for row in r['rows'])
+  assert '| 8 | 8 x 1 | 32 |' in r['markdown']
 
 
 def test_parallel_config_is_checked_first():
