@@ -6,7 +6,9 @@ Command:
   JAXCNN_DATA_DIR=../shared/data python -m jaxcnn.main \
       --config configs/alexnet_cifar.py --workdir runs/alexnet
 Variants: ':nolrn' (same net without LRN), ':smoke' (3 steps).
-Expected: README/docs/results.md record the measured accuracy and runtime.
+Expected (measured): 87.36% test precision@1 (87.39% for ':nolrn') after 100
+epochs; 450 s on an H100 shared with 8 other runs. On the 2-core CPU a step
+takes seconds, so use an accelerator (docs/results.md).
 """
 from jaxcnn.config_base import base_config, set_cifar_standard_input, set_smoke
 

@@ -10,6 +10,8 @@ Command:
   JAXCNN_DATA_DIR=../shared/data python -m jaxcnn.main \
       --config configs/alexnet_cifar_paddle.py --workdir runs/alexnet_paddle
 Variants: ':nolrn', ':smoke'.
+Expected: not measured yet (200 passes); the Paddle tutorial ranks it by
+speed/accuracy against the TF variant rather than giving a figure.
 """
 from jaxcnn.config_base import base_config, set_smoke
 

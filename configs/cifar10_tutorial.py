@@ -10,8 +10,10 @@ Commands:
       --config configs/cifar10_tutorial.py --workdir runs/cifar10_tutorial
   ...:fast    momentum 0.9 + cosine schedule, 100 epochs (GPU-friendly)
   ...:smoke   3 steps (the test suite)
-Expected: the tutorial reports ~86% precision@1 after ~256 epochs (hours on a
-GPU). README/docs/results.md record what this code measured, and where.
+Expected (measured, docs/results.md): 79.00% raw / 82.92% EMA precision@1
+after the 256 epochs (~6 min on an H100 shared with other runs; about 7 h on
+the 2-core CPU at ~500 img/s); ':fast' 82.5% after 100 epochs (198 s). The
+tutorial itself reports ~86% after ~256 epochs.
 """
 from jaxcnn.config_base import base_config, set_cifar_tutorial_input, set_smoke
 

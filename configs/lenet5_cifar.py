@@ -6,7 +6,8 @@ Command:
       --config configs/lenet5_cifar.py --workdir runs/lenet5_cifar
 ':smoke' runs 3 steps. Recipe: pad-4 random crop + flip, momentum 0.9
 (Nesterov), lr 0.02 with warm-up and cosine decay, L2 5e-4, 100.0 epochs.
-Expected: README/docs/results.md record the measured accuracy and runtime.
+Expected (measured): 73.65% test precision@1 after 100 epochs; 138 s on an
+H100 shared with 8 other runs (docs/results.md).
 """
 from jaxcnn.config_base import (base_config, set_cifar_sgd_recipe,
                                 set_cifar_standard_input, set_smoke)

@@ -3,8 +3,8 @@
 Command (data from a local copy):
   JAXCNN_DATA_DIR=../shared/data python -m jaxcnn.main \
       --config configs/lenet5_mnist.py --workdir runs/lenet5_mnist
-Expected: ~99.2% test precision@1 after 20 epochs; about 7 minutes on 2 CPU
-cores (see README results for the measured figure).
+Expected (measured): 99.15% test precision@1 after 20 epochs, 9 min 20 s on
+the 2-core CPU; ':translate' 99.49% +- 0.06 over 3 seeds (37 s each on an H100).
 Variants: ':translate' adds random +-2 pixel shifts (pad 4, random 32x32
 crop; eval sees the plain pad-2 image); ':smoke' runs a few steps.
 """

@@ -6,7 +6,8 @@ Command:
       --config configs/mobilenet_v2_cifar.py --workdir runs/mobilenet_v2_cifar
 ':smoke' runs 3 steps. Recipe: pad-4 random crop + flip, momentum 0.9
 (Nesterov), lr 0.05 with warm-up and cosine decay, L2 5e-4, 60.0 epochs.
-Expected: README/docs/results.md record the measured accuracy and runtime.
+Expected (measured): 90.23% test precision@1 after 60 epochs; ~6-7 min on an
+H100 shared with other runs (docs/results.md).
 """
 from jaxcnn.config_base import (base_config, set_cifar_sgd_recipe,
                                 set_cifar_standard_input, set_smoke)

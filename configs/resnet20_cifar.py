@@ -6,7 +6,8 @@ Command:
       --config configs/resnet20_cifar.py --workdir runs/resnet20_cifar
 ':smoke' runs 3 steps. Recipe: pad-4 random crop + flip, momentum 0.9
 (Nesterov), lr 0.1 with warm-up and cosine decay, L2 5e-4, 120.0 epochs.
-Expected: README/docs/results.md record the measured accuracy and runtime.
+Expected (measured): 88.33% test precision@1 after 120 epochs; ~10 min on an
+H100 shared with other runs (docs/results.md). Below the paper's 91.25%.
 """
 from jaxcnn.config_base import (base_config, set_cifar_sgd_recipe,
                                 set_cifar_standard_input, set_smoke)

@@ -5,7 +5,8 @@ Command:
       --config configs/shufflenet_v2_cifar.py --workdir runs/shufflenet_v2_cifar
 ':smoke' runs 3 steps. Recipe: pad-4 random crop + flip, momentum 0.9
 (Nesterov), lr 0.05 with warm-up and cosine decay, L2 5e-4, 60.0 epochs.
-Expected: README/docs/results.md record the measured accuracy and runtime.
+Expected (measured): 88.96% test precision@1 after 60 epochs; ~5-6 min on
+an H100 shared with other runs (docs/results.md).
 """
 from jaxcnn.config_base import (base_config, set_cifar_sgd_recipe,
                                 set_cifar_standard_input, set_smoke)
