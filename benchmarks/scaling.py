@@ -123,15 +123,16 @@ def to_markdown(report: dict) -> str:
       + (', fake devices sharing the same cores' if report['fake_cpu_devices']
          else '') + f"), {report['host']}, jax {report['jax']}.", '',
       '| devices | mesh (data x model) | global batch | images/sec | '
-      'ms/step | efficiency | state MB/device |',
-      '|---|---|---|---|---|---|---|']
+      'ms/step | efficiency | state MB/device | XLA temp MB/device |',
+      '|---|---|---|---|---|---|---|---|']
   for r in report['rows']:
-    m = r['mesh']
+    m, temp = r['mesh'], r['temp_bytes_per_device']
     lines.append(
         f"| {r['devices']} | {m['data']} x {m['model']} | "
         f"{r['global_batch']} | {r['images_per_sec']:.1f} | "
         f"{r['sec_per_step'] * 1e3:.1f} | {r['efficiency']:.2f} | "
-        f"{r['state_bytes_per_device'] / 2**20:.1f} |")
+        f"{r['state_bytes_per_device'] / 2**20:.1f} | "
+        + ('n/a' if temp is None else f'{temp / 2**20:.1f}') + ' |')
   return '\n'.join(lines) + '\n'
 
 

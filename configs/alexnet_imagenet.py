@@ -16,8 +16,8 @@ Training command (stand-in data, slow on CPU):
 Variants:
   ':two_tower' a 2-D mesh (data x model=2; needs an even number of devices):
      fc6 and fc7 (weights, biases, momentum) are split over 'model' by output
-     neuron, as the paper's two GPUs each held half of the fc neurons. The
-     per-device state shrinks from 498 MB to 280 MB (docs/scaling.md).
+     neuron, as the paper's two GPUs each held half of the fc neurons.
+     Params + momentum per device: 455 MB -> 237 MB (docs/scaling.md).
   ':smoke' a narrow net (same depth) on 67x67 crops, 3 steps.
 Expected: no accuracy is claimed for the stand-in; docs/scaling.md records
 the measured throughput.

@@ -322,7 +322,7 @@ def test_scaling_benchmark_runs(results):
   assert [row['global_batch'] for row in r['rows']] == [4, 4 * DEVICES]
   assert r['rows'][0]['efficiency'] == 1.0
   assert all(row['images_per_sec'] > 0 for row in r['rows'])
-  assert '| 8 | 8 x 1 | 32 |' in r['markdown']
+  assert '| 8 | 8 x 1 | 32 |' in r['markdown']  # devices, mesh, batch
 
 
 def test_parallel_config_is_checked_first():
