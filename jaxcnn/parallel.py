@@ -167,8 +167,8 @@ def bytes_per_device(tree: Any) -> dict[int, int]:
 
 
 def abstract_bytes_per_device(tree: Any, shardings: Any) -> int:
-  """Largest per-device footprint from shapes and shardings alone, so a
-  60M-parameter state can be sized without allocating it."""
+  """Bytes on each device (shards are even) from shapes and shardings alone,
+  so a 60M-parameter state can be sized without allocating it."""
   per_leaf = jax.tree.map(
       lambda x, s: int(jnp.dtype(x.dtype).itemsize) * int(
           math.prod(s.shard_shape(tuple(x.shape)))), tree, shardings)
