@@ -105,9 +105,13 @@ def _cifar_jpeg(path: str, cache_dir: str, log: Callable[[str], None]):
   log(f'decoding {path} into {cache} (once, ~40 s per core)')
   d = _load_npz(path)
   try:
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     parts = []
-    with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as ex:
+    # 'spawn': forking a process that already runs JAX's threads can deadlock.
+    with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
+                             mp_context=multiprocessing.get_context('spawn')
+                             ) as ex:
       for split in ('train', 'test'):
         offs = d[f'{split}_offsets']
         cuts = np.linspace(0, len(offs) - 1, 9).astype(int)
