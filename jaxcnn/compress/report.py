@@ -109,7 +109,8 @@ def plot(reports: list[dict], path: str) -> None:
   for rep in reports:
     r = rep['total']['compression_ratio']
     a = rep['accuracy']
-    label = f"{rep['model']} {rep['method']}"
+    label = (f"{rep['model']} {rep['method']}, "
+             f"{rep['total']['nonzero_ratio']:.1f}x nz, {rep['fine_tune_steps']} st")
     line = ax.plot([1.0, r, r], [a['dense'], a['compressed_before_finetune'],
                                  a['compressed_after_finetune']], ':',
                    alpha=0.4)[0]
