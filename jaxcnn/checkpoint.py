@@ -120,3 +120,14 @@ def restore_or_init(ckpt: Checkpointer, template: Any) -> tuple[Any, int]:
   if step is not None:
     logging.info('resumed from %s at step %d', ckpt.directory, step)
   return state, int(np.asarray(jax.device_get(state.step)))
+
+
+def load_latest(directory: str, template: Any) -> tuple[Any, int | None,
+                                                         list[int]]:
+  """(state, step, all steps) of the newest readable checkpoint; read-only."""
+  ckpt = Checkpointer(directory, async_save=False)
+  try:
+    state, step = ckpt.restore_latest(template)
+    return state, step, ckpt.all_steps()
+  finally:
+    ckpt.close()

@@ -84,8 +84,7 @@ def run(config, workdir: str, once: bool, poll_seconds: float = 10.0,
                         allow_download=config.dataset.allow_download)
   logging.info('data: %s', splits.source)
   p = experiment.plan(config, len(splits.x_train))
-  tx, _ = experiment.make_optimizer(config, model, p)
-  template = experiment.init_state(config, model, tx, mesh)
+  template = experiment.state_template(config, mesh)
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                  async_save=False)
   eval_fn = make_eval_fn(model, spec, mesh)

@@ -147,3 +147,11 @@ def init_state(config, model, tx, mesh):
   shardings = parallel.state_shardings(mesh, jax.eval_shape(create, key),
                                        config.shard_params)
   return jax.jit(create, out_shardings=shardings)(key)
+
+
+def state_template(config, mesh):
+  """A state with this config's shapes, to restore checkpoints into. Shapes
+  don't depend on the schedule's length, so a one-step plan serves."""
+  model = build_model(config)
+  tx, _ = make_optimizer(config, model, Plan(1, 1))
+  return init_state(config, model, tx, mesh)

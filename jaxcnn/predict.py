@@ -80,15 +80,11 @@ class Predictor:
     self.config = config = load_config(workdir)
     self.info = datasets.get_info(config.dataset.name)
     model = experiment.build_model(config)
-    mesh = parallel.make_mesh()
-    tx, _ = experiment.make_optimizer(config, model, experiment.Plan(1, 1))
-    template = experiment.init_state(config, model, tx, mesh)
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
-                                   async_save=False)
-    state, step = ckpt.restore_latest(template)
-    ckpt.close()
+    template = experiment.state_template(config, parallel.make_mesh())
+    directory = os.path.join(workdir, 'checkpoints')
+    state, step, _ = checkpoint.load_latest(directory, template)
     if step is None:
-      raise CheckpointError(f'no checkpoint in {ckpt.directory}')
+      raise CheckpointError(f'no checkpoint in {directory}')
     use_ema = weights == 'ema' or (weights == 'auto' and bool(state.ema_params))
     if use_ema and not state.ema_params:
       raise CheckpointError('--weights=ema but this run kept no EMA')

@@ -12,10 +12,8 @@ import logging
 import os
 import signal
 import sys
-import time
 
 import jax
-import numpy as np
 
 from jaxcnn import checkpoint, evaluate, experiment, parallel, steps
 from jaxcnn.data import augment, pipeline, sources
@@ -158,8 +156,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   history, last_saved, results = [], start if start else None, None
 
   def check_finite(step):
-    bad = [i for i, h in enumerate(jax.device_get(
-        [h['nonfinite'] for h in history])) if h > 0]
+    """Fetches `history` to the host (the only sync between logs)."""
+    nonlocal history
+    history = jax.device_get(history)
+    bad = [i for i, h in enumerate(history) if h['nonfinite'] > 0]
     if bad and not config.skip_nonfinite_updates:
       first = step - len(history) + bad[0] + 1
       raise NonFiniteError(

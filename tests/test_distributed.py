@@ -60,16 +60,11 @@ def reference_main(single: str, multi: str) -> None:
   from jaxcnn import checkpoint, experiment, parallel, train
   config = tiny_config()
   train.train_and_evaluate(config, single)
-  model = experiment.build_model(config)
-  tx, _ = experiment.make_optimizer(config, model, experiment.Plan(1, 1))
-  template = experiment.init_state(config, model, tx, parallel.make_mesh())
+  template = experiment.state_template(config, parallel.make_mesh())
   states = {}
   for name, workdir in (('single', single), ('multi', multi)):
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
-                                   async_save=False)
-    states[name] = ckpt.restore_latest(template)[0]
-    states[name + '_steps'] = ckpt.all_steps()
-    ckpt.close()
+    states[name], _, states[name + '_steps'] = checkpoint.load_latest(
+        os.path.join(workdir, 'checkpoints'), template)
 
   def diff(a, b):  # max |a - b| / max(|a|, 1) over all leaves
     return max(float(jnp.max(jnp.abs(x - y)) / jnp.maximum(

@@ -15,14 +15,9 @@ from jaxcnn.errors import ConfigError
 
 
 def _final_state(config, workdir):
-  model = experiment.build_model(config)
-  p = experiment.Plan(1, 1)
-  tx, _ = experiment.make_optimizer(config, model, p)
-  template = experiment.init_state(config, model, tx, parallel.make_mesh())
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
-                                 async_save=False)
-  state, step = ckpt.restore_latest(template)
-  ckpt.close()
+  template = experiment.state_template(config, parallel.make_mesh())
+  state, step, _ = checkpoint.load_latest(
+      os.path.join(workdir, 'checkpoints'), template)
   return state, step
 
 

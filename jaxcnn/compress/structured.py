@@ -29,7 +29,6 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from jaxcnn.compress import base
 from jaxcnn.models import flops
 
 _WEIGHT_KINDS = ('Conv', 'Dense', 'ConvLocal', 'MaskedConv')

@@ -8,9 +8,7 @@ from jaxcnn.errors import CheckpointError
 
 
 def _template(config):
-  model = experiment.build_model(config)
-  tx, _ = experiment.make_optimizer(config, model, experiment.Plan(1, 1))
-  return experiment.init_state(config, model, tx, parallel.make_mesh())
+  return experiment.state_template(config, parallel.make_mesh())
 
 
 def _biggest_file(folder):

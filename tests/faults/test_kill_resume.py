@@ -15,7 +15,6 @@ import sys
 import time
 
 import chex
-import pytest
 
 from jaxcnn import checkpoint, experiment, parallel
 
@@ -45,19 +44,13 @@ def _template():
   from configs import quickstart
   config = quickstart.get_config()
   config.num_train_steps = 300
-  model = experiment.build_model(config)
-  tx, _ = experiment.make_optimizer(config, model, experiment.Plan(1, 1))
-  return experiment.init_state(config, model, tx, parallel.make_mesh())
+  return experiment.state_template(config, parallel.make_mesh())
 
 
 def _load(workdir, template):
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
-                                 async_save=False)
-  try:
-    state, step = ckpt.restore_latest(template)
-    return state, step, set(ckpt.all_steps())
-  finally:
-    ckpt.close()
+  state, step, steps = checkpoint.load_latest(
+      os.path.join(workdir, 'checkpoints'), template)
+  return state, step, set(steps)
 
 
 def test_random_kills_lose_nothing_and_resume_exactly(tmp_path):
