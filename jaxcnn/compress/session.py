@@ -31,7 +31,7 @@ from jaxcnn.state import TrainState
 def load_dense(workdir: str, weights: str = 'auto') -> dict:
   """{'params', 'batch_stats', 'step', 'weights'} of a workdir's latest
   checkpoint, read without a template (any optimizer, any jaxcnn version)."""
-  ckdir = os.path.join(workdir, 'checkpoints')
+  ckdir = os.path.abspath(os.path.join(workdir, 'checkpoints'))
   steps = sorted(int(d) for d in os.listdir(ckdir) if d.isdigit()) \
       if os.path.isdir(ckdir) else []
   if not steps:
