@@ -98,6 +98,42 @@ def base_config() -> ml_collections.ConfigDict:
   c.compress.svd.rank = 0          # fixed rank if > 0 ...
   c.compress.svd.param_ratio = 0.0  # ... else keep <= this fraction of weights ...
   c.compress.svd.energy = 0.0      # ... else the smallest rank with this energy
+  # Quantization (docs/quantization.md). kmeans: per-kernel scalar codebooks
+  # (Deep Compression weight sharing); only nonzeros are clustered, so a
+  # pruned net stays pruned. Fine-tuning trains the shared values only.
+  c.compress.kmeans = ml_collections.ConfigDict()
+  c.compress.kmeans.include = '.*'  # regex over kernel paths
+  c.compress.kmeans.exclude = ''   # regex of kernels left unshared
+  c.compress.kmeans.bits_conv = 4  # 4-D kernels: 2^bits centroids each
+  c.compress.kmeans.bits_fc = 5    # 2-D (Dense) kernels: 2^bits centroids each
+  c.compress.kmeans.init = 'linear'  # centroid init: linear, density, kmeans++
+  c.compress.kmeans.iterations = 20  # Lloyd iterations (stops early when stable)
+  c.compress.kmeans.seed = 0       # kmeans++ sampling seed
+  c.compress.kmeans.grad = 'sum'   # centroid gradient: sum (Han et al.) or mean of its weights' grads
+  # pq: product quantization of Dense kernels [in, out]: rows split into
+  # in/sub_dim sub-spaces, each with 2^bits codewords of length sub_dim.
+  # qcnn (Wu et al.) uses this section too but fits codewords to the layer's
+  # OUTPUT on calibration batches instead of to the weights.
+  c.compress.pq = ml_collections.ConfigDict()
+  c.compress.pq.include = 'local3|local4'  # regex over Dense kernel paths (CLI: hidden Dense layers)
+  c.compress.pq.exclude = ''
+  c.compress.pq.sub_dim = 4        # d: sub-vector length (must divide the layer's inputs)
+  c.compress.pq.bits = 4           # 2^bits codewords per sub-space
+  c.compress.pq.iterations = 20    # k-means / Q-CNN alternating iterations
+  c.compress.pq.seed = 0           # codeword init sampling
+  c.compress.pq.grad = 'sum'       # codeword fine-tuning gradient: sum or mean
+  c.compress.pq.calib_batches = 8  # qcnn: training batches (eval preprocessing) of layer inputs
+  c.compress.pq.passes = 2         # qcnn: sweeps over sub-spaces with error correction
+  # int8 (post-training) and qat (fake-quant training, STE): symmetric
+  # per-output-channel weight scales, per-layer activation scales from
+  # calibration batches; the artifact runs int8 x int8 -> int32 conv/matmul.
+  c.compress.int8 = ml_collections.ConfigDict()
+  c.compress.int8.include = '.*'   # regex over Conv/Dense layer paths
+  c.compress.int8.exclude = ''
+  c.compress.int8.weight_bits = 8  # 8, or 4 (int4: stored two per byte)
+  c.compress.int8.act_bits = 8     # bits of the quantized layer inputs (2..8)
+  c.compress.int8.calib_batches = 8  # training batches for the activation scales
+  c.compress.int8.act_percentile = 100.0  # activation range: this percentile of |x| (100 = max)
 
   c.distributed = ml_collections.ConfigDict()
   c.distributed.coordinator_address = ''  # host:port; '' -> $JAX_COORDINATOR_ADDRESS

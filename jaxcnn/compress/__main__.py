@@ -23,6 +23,7 @@ METHOD_DEFAULTS = {
     'prune': {'prune.sparsity': 0.9, 'prune.schedule': 'gradual'},
     'filter_prune': {'filter_prune.ratio': 0.5},
     'svd': {'svd.param_ratio': 0.2},
+    'kmeans': {},
 }
 
 

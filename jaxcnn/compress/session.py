@@ -23,6 +23,7 @@ import orbax.checkpoint as ocp
 from jaxcnn import experiment, optim, parallel, steps
 from jaxcnn.compress import apply, base, report, storage, structured
 from jaxcnn.compress import lowrank, prune  # noqa: F401 (registers methods)
+from jaxcnn.compress import kmeans  # noqa: F401 (registers methods)
 from jaxcnn.data import augment
 from jaxcnn.errors import CheckpointError, ConfigError
 from jaxcnn.state import TrainState
@@ -166,6 +167,7 @@ def finish(session: Session, state, splits, workdir: str, results: dict,
   fn = _logits_fn(model, spec)
   x, y = splits.x_test, splits.y_test
   enc = config.compress.encoding if method.name == 'prune' else 'dense'
+  enc = getattr(method, 'encoding', enc)  # binary methods: bit-packed
   model_meta = {'model': config.model.name,
                 'model_kwargs': experiment.model_kwargs(config),
                 'dataset': config.dataset.name,
