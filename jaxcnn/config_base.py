@@ -62,6 +62,11 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.log_every_steps = 100          # train metrics + the tutorial's log line
   c.write_summaries = True         # TensorBoard event files via clu (False: log only)
+  # Every N steps one extra jitted pass on that step's batch (jaxcnn/summaries.py)
+  # writes images, histograms and sparsity of activations/gradients/weights;
+  # the ordinary train step is unchanged. 0: off.
+  c.summary_every_steps = 0
+  c.end_plots = False              # at the end: curves, confusion matrix, conv1 filters (PNG, jaxcnn/plots.py)
   c.eval_every_steps = 1000        # full test-set evaluation (also at the end)
   c.checkpoint_every_steps = 1000  # orbax checkpoint (also at the end)
   c.keep_checkpoints = 3           # how many recent checkpoints orbax keeps
@@ -188,6 +193,8 @@ def set_smoke(c: ml_collections.ConfigDict, batch_size: int = 16) -> None:
   c.log_every_steps = 1
   c.eval_every_steps = 0
   c.checkpoint_every_steps = 3
+  c.summary_every_steps = 0
+  c.end_plots = False
 
 
 def load_sibling(this_file: str, name: str, arg=None):

@@ -1,7 +1,10 @@
-"""Metric averaging, clu writers (TensorBoard), the tutorial's log line, tqdm."""
+"""Metric averaging, clu writers (TensorBoard), the tutorial's log line, tqdm,
+and metrics.jsonl (one JSON object per log/eval step, read by jaxcnn/plots.py)."""
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -30,6 +33,12 @@ class _LogOnlyWriter:
   def write_texts(self, step, texts):
     del step, texts
 
+  def write_images(self, step, images):
+    del step, images
+
+  def write_summaries(self, step, values, metadata=None):
+    del step, values, metadata
+
   def flush(self):
     pass
 
@@ -50,6 +59,12 @@ def make_writer(workdir: str, is_main: bool, enabled: bool = True):
   return metric_writers.create_default_writer(workdir, asynchronous=True)
 
 
+# Decay of the host-side moving average of the per-step loss (the TF
+# tutorial's loss_averages uses 0.9).
+LOSS_EMA_DECAY = 0.9
+METRICS_FILE = 'metrics.jsonl'
+
+
 class Reporter:
   """Writes train/eval metrics; only process 0 writes anything."""
 
@@ -57,6 +72,9 @@ class Reporter:
                global_batch: int, log_every: int, summaries: bool = True):
     self.is_main = jax.process_index() == 0
     self.writer = make_writer(workdir, self.is_main, summaries)
+    self.jsonl = (open(os.path.join(workdir, METRICS_FILE), 'a')
+                  if self.is_main else None)
+    self.loss_ema = None  # restarts on resume: it is a display aid only
     self.global_batch = global_batch
     self.log_every = log_every
     self._t = time.perf_counter()
@@ -71,8 +89,20 @@ class Reporter:
     if self.pbar is not None:
       self.pbar.update(n)
 
+  def _log_json(self, step: int, split: str, values: dict) -> None:
+    if self.jsonl is not None:
+      self.jsonl.write(json.dumps({'step': step, 'split': split, **{
+          k: float(v) for k, v in values.items()}}) + '\n')
+      self.jsonl.flush()
+
   def train(self, step: int, history: list[dict]) -> dict[str, float]:
-    m = mean_metrics(history)
+    host = jax.device_get(history)
+    m = mean_metrics(host)
+    for h in host:  # per step, so the average does not depend on log_every
+      loss = float(h['loss'])
+      self.loss_ema = loss if self.loss_ema is None else (
+          LOSS_EMA_DECAY * self.loss_ema + (1 - LOSS_EMA_DECAY) * loss)
+    m['loss_ema'] = self.loss_ema
     now = time.perf_counter()
     steps = max(step - self._last_step, 1)
     sec_per_batch = (now - self._t) / steps
@@ -85,6 +115,7 @@ class Reporter:
               f'{sec_per_batch:.3f} sec/batch)')
       self._print(line)
       self.writer.write_scalars(step, {f'train/{k}': v for k, v in m.items()})
+      self._log_json(step, 'train', m)
     return m
 
   def reset_timer(self, step: int) -> None:
@@ -100,7 +131,18 @@ class Reporter:
                   f'{suffix}, top-5 = {r["top5"]:.3f}, loss = {r["loss"]:.4f}')
       self.writer.write_scalars(step, {f'eval_{name}/{k}': v
                                        for k, v in r.items()})
+      self._log_json(step, f'eval_{name}', r)
     self.writer.flush()
+
+  def summaries(self, step: int, out: dict) -> None:
+    """Writes a summary_step's output (jaxcnn/summaries.py) and skips its
+    time in the next examples/sec figure."""
+    from jaxcnn import summaries
+    t0 = time.perf_counter()
+    host = jax.device_get(out)
+    if self.is_main:
+      summaries.write(self.writer, step, host)
+    self._t += time.perf_counter() - t0
 
   def text(self, step: int, key: str, value: str) -> None:
     if self.is_main:
@@ -117,6 +159,8 @@ class Reporter:
       self.pbar.close()
     self.writer.flush()
     self.writer.close()
+    if self.jsonl is not None:
+      self.jsonl.close()
 
 
 def format_summary(results: dict[str, Any]) -> str:

@@ -138,6 +138,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                   mesh, state_sharding)
   if run is not None:  # e.g. SVD factors -> dense kernels for the model
     eval_fn = run.wrap_eval(eval_fn)
+  summary_fn = None  # images/histograms/sparsity: a separate jit, its own steps
+  if config.summary_every_steps > 0 and config.write_summaries:
+    from jaxcnn import summaries
+    summary_fn = summaries.make_summary_fn(
+        config, model, getattr(tx, 'method', None), state.params, mesh,
+        state_sharding)
   reporter = Reporter(workdir, p.total_steps, start, config.batch_size,
                       config.log_every_steps, config.write_summaries)
   if start == 0 and jax.process_index() == 0:
@@ -172,7 +178,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
   try:
     with _SignalFlag() as sig:
       for step in range(start + 1, p.total_steps + 1):
-        state, m = train_fn(state, next(batches))
+        batch = next(batches)
+        if summary_fn is not None and is_time(step,
+                                              config.summary_every_steps):
+          reporter.summaries(step, summary_fn(state, batch))
+        state, m = train_fn(state, batch)
         history.append(m)
         reporter.progress()
         final = step == p.total_steps
@@ -219,5 +229,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 indent=2)
     if run is not None:  # artifact + compression_report.json
       compress_session.finish(run, state, splits, workdir, results)
+    elif config.end_plots and jax.process_count() == 1:
+      from jaxcnn import plots  # curves, confusion matrix, filters (PNG)
+      plots.end_of_training(config, model, state, splits, workdir)
   return results
 
