@@ -37,6 +37,8 @@ def get_config(arg=None):
   c.log_every_steps = 100
   c.eval_every_steps = 3900        # every 10 epochs (390 steps/epoch)
   c.checkpoint_every_steps = 3900
+  c.summary_every_steps = 1950     # histograms/images every 5 epochs (summaries.py)
+  c.end_plots = True               # curves, confusion matrix, conv1 filters
   if arg == 'fast':
     c.num_epochs = 100.0
     c.optim.momentum = 0.9
