@@ -140,6 +140,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.compress.int8.calib_batches = 8  # training batches for the activation scales
   c.compress.int8.act_percentile = 100.0  # activation range: this percentile of |x| (100 = max)
 
+  # Knowledge distillation (Hinton et al.; jaxcnn/compress/distill.py). Off
+  # while mode is 'frozen' and teacher_workdir is ''.
+  c.distill = ml_collections.ConfigDict()
+  c.distill.mode = 'frozen'        # frozen: teacher_workdir's checkpoint, never updated; joint: train both
+  c.distill.teacher_workdir = ''   # frozen: trained workdir (its config.json builds the teacher)
+  c.distill.teacher_weights = 'auto'  # 'params', 'ema', or 'auto' (ema when the teacher run kept it)
+  c.distill.teacher_model = ''     # joint: registry name of the teacher trained alongside
+  c.distill.loss = 'kd'            # kd: soft-target CE; logits: 1/2 ||s/T - t/T||^2
+  c.distill.temperature = 4.0      # T; the soft term is scaled by T^2
+  c.distill.hard_weight = 0.1      # lambda: weight of CE(student, labels)
+
   c.distributed = ml_collections.ConfigDict()
   c.distributed.coordinator_address = ''  # host:port; '' -> $JAX_COORDINATOR_ADDRESS
   c.distributed.num_processes = 0  # 0 -> $JAX_NUM_PROCESSES

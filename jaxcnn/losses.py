@@ -49,10 +49,21 @@ def l2_loss(params: Any, mask: Any) -> jax.Array:
 
 def distillation_loss(student_logits: jax.Array, teacher_logits: jax.Array,
                       labels: jax.Array, temperature: float,
-                      hard_weight: float) -> jax.Array:
-  """Hinton et al.: λ·CE(hard) + (1-λ)·T²·CE(softmax(t/T), s/T)."""
+                      hard_weight: float, kind: str = 'kd') -> jax.Array:
+  """Hinton et al.: λ·CE(hard) + (1-λ)·T²·soft, batch means, where soft is
+  kind='kd':     CE(softmax(t/T), log_softmax(s/T));
+  kind='logits': ½‖s/T − t/T‖² summed over classes (Ba & Caruana's logit
+                 matching; T² makes its gradient (s − t) for every T).
+  The T² factor keeps the soft gradients' scale independent of T. The
+  teacher gets no gradient from this loss."""
   t = temperature
-  soft_targets = jax.nn.softmax(jax.lax.stop_gradient(teacher_logits) / t)
-  soft = jnp.mean(optax.softmax_cross_entropy(student_logits / t, soft_targets))
+  s_t = student_logits.astype(jnp.float32) / t
+  t_t = jax.lax.stop_gradient(teacher_logits).astype(jnp.float32) / t
+  if kind == 'kd':
+    soft = jnp.mean(optax.softmax_cross_entropy(s_t, jax.nn.softmax(t_t)))
+  elif kind == 'logits':
+    soft = jnp.mean(0.5 * jnp.sum(jnp.square(s_t - t_t), axis=-1))
+  else:
+    raise ValueError(f'distill.loss {kind!r} not in (kd, logits)')
   hard = cross_entropy(student_logits, labels)
   return hard_weight * hard + (1.0 - hard_weight) * (t ** 2) * soft

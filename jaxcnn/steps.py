@@ -25,6 +25,18 @@ class StepOptions:
   l2_loss_rate: float = 0.0    # rate * sum(w^2)/2 added to the loss
   ema_decay: float = 0.0       # 0: no EMA
   skip_nonfinite_updates: bool = False
+  distill: 'DistillOptions | None' = None  # None: plain cross-entropy
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillOptions:
+  """Knowledge distillation (losses.distillation_loss). Frozen: the teacher's
+  variables come in as train_step's `teacher` argument; joint: the model is
+  distill.JointModel and its teacher half learns from the labels."""
+  temperature: float
+  hard_weight: float
+  loss: str = 'kd'
+  joint: bool = False
 
 
 def _variables(params, batch_stats):
@@ -38,9 +50,11 @@ def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
   return jnp.any(topk == labels[:, None], axis=-1).astype(jnp.float32)
 
 
-def train_step(state: TrainState, batch: dict, *, model, tx,
-               schedule: Callable, options: StepOptions, l2_mask: Any
-               ) -> tuple[TrainState, dict]:
+def train_step(state: TrainState, batch: dict, teacher: Any = None, *,
+               model, tx, schedule: Callable, options: StepOptions,
+               l2_mask: Any, teacher_model=None) -> tuple[TrainState, dict]:
+  """`teacher`: a frozen teacher's {'params', 'batch_stats'}, a jit argument
+  (never a baked-in constant) that the step reads but does not update."""
   rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   aug_rng, dropout_rng = jax.random.split(rng)
   images = augment.preprocess_train(batch['image'], aug_rng,
@@ -54,15 +68,29 @@ def train_step(state: TrainState, batch: dict, *, model, tx,
     raise ValueError('compression state without its method: the optimizer '
                      'was wrapped (e.g. for pmap) after compress.wrap_tx')
   mstate = state.opt_state.method if method is not None else None
+  kd = options.distill
+  if teacher is not None:  # the same augmented images, inference mode
+    teacher_logits = jax.lax.stop_gradient(teacher_model.apply(
+        _variables(teacher['params'], teacher['batch_stats']), images,
+        train=False))
 
   def loss_fn(params):
     fwd = method.pre_forward(params, mstate) if method is not None else params
     out = model.apply(_variables(fwd, state.batch_stats), images,
                       train=True, rngs={'dropout': dropout_rng},
-                      mutable=['batch_stats'] if has_bs else False)
+                      mutable=['batch_stats'] if has_bs else False,
+                      **({'method': 'both'} if kd and kd.joint else {}))
     logits, new_vars = out if has_bs else (out, {})
+    if kd is not None and kd.joint:  # (student, teacher) logits
+      logits, t_logits = logits
     ce = losses.cross_entropy(logits, labels)
     loss = ce
+    if kd is not None:
+      loss = losses.distillation_loss(
+          logits, t_logits if kd.joint else teacher_logits, labels,
+          kd.temperature, kd.hard_weight, kd.loss)
+      if kd.joint:  # the teacher half learns from the labels alone
+        loss = loss + losses.cross_entropy(t_logits, labels)
     if options.l2_loss_rate:
       loss = loss + options.l2_loss_rate * losses.l2_loss(params, l2_mask)
     if method is not None:

@@ -68,29 +68,38 @@ def write_config(config, workdir: str) -> None:
 
 
 def make_train_fn(model, tx, schedule, config, params_shape, mesh,
-                  state_sharding=None):
+                  state_sharding=None, teacher=None):
   """Jitted `(state, global_batch) -> (state, metrics)`, state donated.
 
   'jit': steps.train_step as is; the batch is split over 'data' and XLA adds
   the gradient all-reduce. 'pmap': the same step per device with an explicit
   pmean of the gradients. `state_sharding` (a TrainState of shardings, e.g.
-  from init_state) defaults to fully replicated.
+  from init_state) defaults to fully replicated. `teacher` (distill.Teacher)
+  adds a frozen teacher, passed to every call.
   """
+  from jaxcnn.compress import distill
   options = steps.StepOptions(
       input_spec=augment.spec_from_config(config.input),
       l2_loss_rate=config.l2.rate if config.l2.mode == 'loss' else 0.0,
       ema_decay=config.ema_decay,
-      skip_nonfinite_updates=config.skip_nonfinite_updates)
+      skip_nonfinite_updates=config.skip_nonfinite_updates,
+      distill=distill.step_options(config))
   towers = config.parallel == 'pmap'
   fn = functools.partial(
       steps.train_step, model=model,
       tx=parallel.pmean_gradients(tx, 'data') if towers else tx,
       schedule=schedule, options=options,
-      l2_mask=param_mask(params_shape, config.l2.include))
+      l2_mask=param_mask(params_shape, config.l2.include),
+      teacher_model=teacher.model if teacher is not None else None)
   if towers:
     fn = parallel.tower_step(fn, mesh, config.skip_nonfinite_updates)
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
   state_sharding = repl if state_sharding is None else state_sharding
+  if teacher is not None:  # an argument, not constants baked into the jit
+    step = jax.jit(fn, in_shardings=(state_sharding, data, repl),
+                   out_shardings=(state_sharding, repl), donate_argnums=0)
+    variables = jax.device_put(teacher.variables, repl)
+    return lambda state, batch: step(state, batch, variables)
   return jax.jit(fn, in_shardings=(state_sharding, data),
                  out_shardings=(state_sharding, repl), donate_argnums=0)
 
@@ -104,6 +113,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   # Before validate: jax.distributed must start before any backend use.
   parallel.maybe_initialize_distributed(config.distributed)
   experiment.validate(config)
+  from jaxcnn.compress import distill
+  teacher = distill.load_teacher(config)  # checked before data and compile
   mesh = parallel.make_mesh(config.mesh.model)
   parallel.check_global_batch(config.batch_size, mesh)
   parallel.check_global_batch(config.eval_batch_size, mesh, 'eval_batch_size')
@@ -116,7 +127,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   logging.info('data: %s (%d train, %d test)', splits.source,
                len(splits.x_train), len(splits.x_test))
   print(f'data: {splits.source}', flush=True)
-  model = experiment.build_model(config)
+  model = distill.wrap_model(config, experiment.build_model(config))
   p = experiment.plan(config, len(splits.x_train))
   tx, schedule = experiment.make_optimizer(config, model, p)
   template = experiment.init_state(config, model, tx, mesh)
@@ -133,7 +144,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   state_sharding = jax.tree.map(lambda x: x.sharding, template)
   train_fn = make_train_fn(model, tx, schedule, config, state.params, mesh,
-                           state_sharding)
+                           state_sharding, teacher)
   eval_fn = evaluate.make_eval_fn(model, augment.spec_from_config(config.input),
                                   mesh, state_sharding)
   if run is not None:  # e.g. SVD factors -> dense kernels for the model

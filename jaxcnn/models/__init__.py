@@ -17,7 +17,7 @@ import flax.linen as nn
 
 from jaxcnn.models import lenet
 from jaxcnn.models import alexnet, cifar10_tutorial, mobilenet, resnet
-from jaxcnn.models import shufflenet, simple_cnn
+from jaxcnn.models import mlp, shufflenet, simple_cnn
 
 # name -> constructor (a module class or a functools.partial of one).
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
@@ -56,3 +56,9 @@ register('alexnet_cifar_nolrn', alexnet.AlexNetCifarNoLRN)
 register('mobilenet_v2_cifar', mobilenet.MobileNetV2)
 register('shufflenet_v2_cifar', shufflenet.ShuffleNetV2)
 register('resnet20_cifar', functools.partial(resnet.CifarResNet, depth=20))
+# Hinton et al. 2015, MNIST: 1200-1200 dropout teacher, 800-800 student, and a
+# small student where soft targets matter most.
+register('mlp', mlp.MLP)
+register('mlp_large', functools.partial(mlp.MLP, hidden=(1200, 1200),
+                                        dropout_rate=0.5))
+register('mlp_small', functools.partial(mlp.MLP, hidden=(64, 64)))

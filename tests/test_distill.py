@@ -1,0 +1,191 @@
+"""Knowledge distillation: the loss against hand-computed values, gradients
+reaching the student only, and a frozen teacher checked before compiling."""
+import functools
+import json
+import os
+import shutil
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcnn import losses, models, optim, steps, train
+from jaxcnn.compress import distill
+from jaxcnn.data import augment
+from jaxcnn.errors import CheckpointError, ConfigError
+from jaxcnn.state import TrainState
+
+
+def test_kd_loss_hand_computed():
+  s = jnp.array([[2.0, 0.0, -1.0]])
+  t = jnp.array([[1.0, 3.0, 0.0]])
+  temp, lam = 2.0, 0.25
+  # Soft targets softmax(t/2) = softmax([0.5, 1.5, 0]), by hand:
+  e = np.exp([0.5, 1.5, 0.0])
+  p = e / e.sum()
+  log_q = np.array([1.0, 0.0, -0.5]) - np.log(np.exp([1.0, 0.0, -0.5]).sum())
+  hard = -(np.array([2.0, 0.0, -1.0]) - np.log(np.exp([2.0, 0, -1]).sum()))[0]
+  want = lam * hard + (1 - lam) * 4.0 * -(p * log_q).sum()
+  got = losses.distillation_loss(s, t, jnp.array([0]), temp, lam, 'kd')
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  # Logit matching: 1/2 ||s/T - t/T||^2 = 1/2 (0.25 + 2.25 + 0.25) = 1.375.
+  got = losses.distillation_loss(s, t, jnp.array([0]), temp, lam, 'logits')
+  np.testing.assert_allclose(got, lam * hard + (1 - lam) * 4.0 * 1.375,
+                             rtol=1e-6)
+  with pytest.raises(ValueError, match='distill.loss'):
+    losses.distillation_loss(s, t, jnp.array([0]), temp, lam, 'l2')
+
+
+def _tiny_state(model, tx, key, shape=(8, 8, 1)):
+  from jaxcnn import state as state_lib
+  return state_lib.create(model, tx, key, shape, use_ema=False)
+
+
+def _step_fn(model, tx, kd, teacher_model=None):
+  options = steps.StepOptions(
+      input_spec=augment.InputSpec(normalize='unit'), distill=kd)
+  return jax.jit(functools.partial(
+      steps.train_step, model=model, tx=tx, schedule=lambda s: 0.1,
+      options=options, l2_mask=None, teacher_model=teacher_model))
+
+
+def _batch(n=16):
+  rng = np.random.default_rng(0)
+  return {'image': rng.integers(0, 255, (n, 8, 8, 1), np.uint8),
+          'label': rng.integers(0, 10, (n,), np.int32)}
+
+
+def test_frozen_teacher_not_updated_and_changes_the_student_update():
+  import optax
+  student = models.get_model('mlp', hidden=(16,))
+  teacher_model = models.get_model('mlp', hidden=(32,))
+  tx = optax.sgd(0.1)
+  t_state = _tiny_state(teacher_model, tx, jax.random.key(1))
+  teacher = {'params': t_state.params, 'batch_stats': {}}
+  before = jax.tree.map(np.array, teacher)
+  state = _tiny_state(student, tx, jax.random.key(0))
+  kd = steps.DistillOptions(temperature=4.0, hard_weight=0.0)
+  step = _step_fn(student, tx, kd, teacher_model)
+  new, m = step(state, _batch(), teacher)
+  chex.assert_trees_all_equal(jax.tree.map(np.asarray, teacher), before)
+  assert jax.tree.structure(new.params) == jax.tree.structure(state.params)
+  # The teacher is a jit argument, not a constant: other teacher weights,
+  # same compiled step, a different student update.
+  other = jax.tree.map(lambda w: 3.0 * w, teacher)
+  new2, _ = step(state, _batch(), other)
+  assert step._cache_size() == 1
+  diff = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+                      new.params, new2.params)
+  assert max(jax.tree.leaves(diff)) > 1e-4
+  assert np.isfinite(float(m['loss']))
+
+
+def test_joint_mode_kd_term_gives_teacher_no_gradient():
+  student = models.get_model('mlp', hidden=(16,))
+  pair = distill.JointModel(student, models.get_model('mlp', hidden=(32,)))
+  params = pair.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))['params']
+  assert set(params) == {'student', 'teacher'}
+  x = jnp.asarray(_batch()['image'], jnp.float32) / 255
+  y = jnp.asarray(_batch()['label'])
+
+  def kd_only(p):
+    s, t = pair.apply({'params': p}, x, method='both')
+    return losses.distillation_loss(s, t, y, 3.0, 0.0)
+  g = jax.jit(jax.grad(kd_only))(params)
+  assert all(float(jnp.max(jnp.abs(v))) == 0.0
+             for v in jax.tree.leaves(g['teacher']))
+  assert max(float(jnp.max(jnp.abs(v)))
+             for v in jax.tree.leaves(g['student'])) > 0
+  # And the joint train step updates both halves (the teacher by its CE).
+  tx = optim.make_tx(_joint_config(), params, lambda s: 0.1)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                     batch_stats={}, opt_state=tx.init(params), ema_params={},
+                     rng=jax.random.key_data(jax.random.key(0)))
+  kd = steps.DistillOptions(3.0, 0.5, 'kd', joint=True)
+  new, _ = _step_fn(pair, tx, kd)(state, _batch())
+  for half in ('student', 'teacher'):
+    assert not np.allclose(new.params[half]['fc1']['kernel'],
+                           params[half]['fc1']['kernel'])
+
+
+def _joint_config():
+  from configs import quickstart
+  return quickstart.get_config()
+
+
+@pytest.fixture(scope='module')
+def teacher_dir(tmp_path_factory):
+  """A teacher workdir as training leaves it (config.json + an orbax
+  checkpoint at step 2), from an initialised MLP to save a compile."""
+  from configs import quickstart
+  from jaxcnn import checkpoint, experiment, parallel
+  c = quickstart.get_config()
+  c.model.name = 'mlp_small'
+  d = str(tmp_path_factory.mktemp('teacher'))
+  state = experiment.state_template(c, parallel.make_mesh())
+  ckpt = checkpoint.Checkpointer(os.path.join(d, 'checkpoints'),
+                                 async_save=False)
+  ckpt.save(2, state.replace(step=state.step + 2))
+  ckpt.close()
+  train.write_config(c, d)
+  return d
+
+
+def _student(teacher_dir):
+  from configs import quickstart
+  c = quickstart.get_config()
+  c.model.name = 'mlp'
+  c.model.hidden = (8,)
+  c.distill.teacher_workdir = teacher_dir
+  return c
+
+
+def test_frozen_distillation_run_leaves_teacher_alone(teacher_dir, tmp_path):
+  c = _student(teacher_dir)
+  c.num_train_steps = 2
+  c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 2
+  c.write_summaries = False
+  ck = os.path.join(teacher_dir, 'checkpoints')
+  listing = sorted(os.listdir(ck))
+  res = train.train_and_evaluate(c, str(tmp_path / 'student'))
+  assert 0.0 <= res['params']['precision@1'] <= 1.0
+  assert sorted(os.listdir(ck)) == listing
+  t = distill.load_teacher(c)
+  assert t.step == 2 and t.config.model.name == 'mlp_small'
+
+
+def test_teacher_problems_rejected_before_compiling(teacher_dir, tmp_path):
+  c = _student(teacher_dir)
+  # config.json says another model than the checkpoint holds.
+  bad = str(tmp_path / 'other_model')
+  shutil.copytree(teacher_dir, bad)
+  cfg = json.load(open(os.path.join(bad, 'config.json')))
+  cfg['model']['name'] = 'mlp_large'
+  json.dump(cfg, open(os.path.join(bad, 'config.json'), 'w'))
+  c.distill.teacher_workdir = bad
+  with pytest.raises(CheckpointError, match=r"does not fit model 'mlp_large' "
+                     r"named by its config.json \(params fc1/bias: the model "
+                     r"needs \(1200,\), the checkpoint has \(64,\)\)"):
+    train.train_and_evaluate(c, str(tmp_path / 'x'))
+  # No checkpoint at all.
+  shutil.rmtree(os.path.join(bad, 'checkpoints'))
+  with pytest.raises(CheckpointError, match='distill.teacher_workdir: '
+                     'init_from: no checkpoint in'):
+    distill.load_teacher(c)
+  # No config.json: the teacher model is unknown.
+  os.remove(os.path.join(bad, 'config.json'))
+  with pytest.raises(ConfigError, match='has no config.json, so the teacher '
+                     'model is unknown'):
+    distill.load_teacher(c)
+  # The teacher was trained on other inputs.
+  c = _student(teacher_dir)
+  c.input.resize = 16
+  with pytest.raises(ConfigError, match=r'was trained on different inputs: '
+                     r'input.resize=32 \(student: 16\)'):
+    distill.load_teacher(c)
+  c = _student(teacher_dir)
+  c.distill.temperature = 0.0
+  with pytest.raises(ConfigError, match='distill.temperature must be > 0'):
+    distill.load_teacher(c)
