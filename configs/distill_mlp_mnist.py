@@ -1,0 +1,40 @@
+"""Hinton et al.'s MNIST distillation setting on CPU: the trained LeNet-5
+(runs/lenet5_mnist, 99.15%) teaches a 300-300 ReLU MLP that sees the same
+padded 32x32 digits; 8 epochs of lenet5_mnist.py's recipe.
+
+  JAXCNN_DATA_DIR=../shared/data python -m jaxcnn.main \
+      --config configs/distill_mlp_mnist.py --workdir runs/distill_mlp_mnist
+Variants: ':baseline' the same MLP on hard labels only; ':T20' T=20 (the
+default is T=4, lambda = 0.1 on the hard labels); ':joint' a LeNet-5 teacher
+trained from scratch alongside; ':smoke' 3 joint steps. Results in
+docs/distillation_deep_compression.md.
+"""
+from jaxcnn.config_base import load_sibling, set_smoke
+import os
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def get_config(arg=None):
+  c = load_sibling(__file__, 'lenet5_mnist')
+  c.model.name = 'mlp'
+  c.model.hidden = (300, 300)
+  c.num_epochs = 8.0
+  c.eval_every_steps = c.checkpoint_every_steps = 3744  # the end
+  c.distill.teacher_workdir = os.path.join(_ROOT, 'runs', 'lenet5_mnist')
+  c.distill.temperature = 4.0
+  c.distill.hard_weight = 0.1
+  if arg == 'baseline':
+    c.distill.teacher_workdir = ''
+  elif arg == 'T20':
+    c.distill.temperature = 20.0
+  elif arg in ('joint', 'smoke'):
+    c.distill.teacher_workdir = ''
+    c.distill.mode = 'joint'
+    c.distill.teacher_model = 'lenet5'
+    if arg == 'smoke':
+      set_smoke(c)
+  elif arg:
+    raise ValueError(f'unknown config argument {arg!r}; valid: baseline, '
+                     'T20, joint, smoke')
+  return c
