@@ -85,9 +85,18 @@ def run(config, workdir: str, once: bool, poll_seconds: float = 10.0,
   logging.info('data: %s', splits.source)
   p = experiment.plan(config, len(splits.x_train))
   template = experiment.state_template(config, mesh)
+  eval_fn = make_eval_fn(model, spec, mesh)
+  if config.compress.method:
+    # A compression run's state holds the method's state (masks, factors):
+    # restore into the same structure and evaluate the way training did.
+    from jaxcnn.compress import session as compress_session
+    _, schedule = experiment.make_optimizer(config, model,
+                                            experiment.Plan(1, 1))
+    run = compress_session.start(config, model, schedule, template, mesh,
+                                 restore_only=True)
+    template, eval_fn = run.state, run.wrap_eval(eval_fn)
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                  async_save=False)
-  eval_fn = make_eval_fn(model, spec, mesh)
   last, last_time, results = None, time.time(), None
   while True:
     step = ckpt.latest_step()

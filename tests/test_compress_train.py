@@ -59,3 +59,11 @@ def test_prune_run_writes_report_and_resumes_masks(tiny_config, tmp_path):
   resumed, _ = ckpt.restore_latest(run.state)
   ckpt.close()
   chex.assert_trees_all_close(resumed.params, state.params, atol=1e-6)
+
+  # --mode=eval restores the compression run's own checkpoint (masks in
+  # opt_state) without the dense checkpoint it started from.
+  from jaxcnn import evaluate
+  shutil.rmtree(dense_dir)
+  results = evaluate.run(c, comp_dir, once=True)
+  final = json.load(open(os.path.join(comp_dir, 'final_metrics.json')))
+  assert results['params']['precision@1'] == final['params']['precision@1']

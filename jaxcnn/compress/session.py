@@ -70,15 +70,21 @@ class Session:
         input_spec=spec))
 
 
-def start(config, model, schedule, template, mesh) -> Session | None:
-  """None for ordinary training (no compress.method and no init_from)."""
+def start(config, model, schedule, template, mesh, restore_only: bool = False
+          ) -> Session | None:
+  """None for ordinary training (no compress.method and no init_from).
+
+  restore_only: a session whose state only has the right structure and
+  shapes, to restore the run's own checkpoints into (--mode=eval); the
+  dense checkpoint named by init_from is not read.
+  """
   try:
     method = base.get_method(config.compress)
   except ValueError as e:
     raise ConfigError(f'invalid config: compress.method: {e}') from None
   if method is None and not config.init_from:
     return None
-  if config.init_from:
+  if config.init_from and not restore_only:
     dense = load_dense(config.init_from, config.init_from_weights)
   else:
     dense = {'params': jax.device_get(template.params), 'weights': 'init',
