@@ -59,6 +59,10 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.ema_decay = 0.0                # EMA of params with TF num_updates warm-up; 0: off
   c.skip_nonfinite_updates = False  # skip NaN/Inf steps instead of stopping
+  # Train-step compute: 'float32', or 'bfloat16' mixed precision (bf16
+  # forward/backward; params, optimizer, loss, EMA, eval stay float32).
+  # For GPUs/TPUs: on CPU, XLA emulates bf16 and it is slower.
+  c.precision = 'float32'
 
   c.log_every_steps = 100          # train metrics + the tutorial's log line
   c.write_summaries = True         # TensorBoard event files via clu (False: log only)

@@ -73,6 +73,8 @@ def validate(config) -> None:
     bad(f'l2.mode {config.l2.mode!r} not in {_L2_MODES}')
   if not 0.0 <= config.ema_decay < 1.0:
     bad(f'ema_decay must be in [0, 1), got {config.ema_decay}')
+  if config.precision not in ('float32', 'bfloat16'):
+    bad(f"precision must be 'float32' or 'bfloat16', got {config.precision!r}")
   h = datasets.get_info(config.dataset.name).image_shape[0]
   size = (config.input.resize or h + 2 * config.input.pad)
   if config.input.crop > size:

@@ -26,6 +26,9 @@ class StepOptions:
   ema_decay: float = 0.0       # 0: no EMA
   skip_nonfinite_updates: bool = False
   distill: 'DistillOptions | None' = None  # None: plain cross-entropy
+  # 'bfloat16': mixed precision, forward/backward in bf16 on bf16 copies of
+  # the params; master params, optimizer, loss and EMA stay float32.
+  precision: str = 'float32'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +45,12 @@ class DistillOptions:
 def _variables(params, batch_stats):
   return {'params': params, 'batch_stats': batch_stats} if batch_stats else {
       'params': params}
+
+
+def _to_bf16(tree: Any) -> Any:
+  return jax.tree.map(
+      lambda v: v.astype(jnp.bfloat16)
+      if jnp.issubdtype(v.dtype, jnp.floating) else v, tree)
 
 
 def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
@@ -76,11 +85,15 @@ def train_step(state: TrainState, batch: dict, teacher: Any = None, *,
 
   def loss_fn(params):
     fwd = method.pre_forward(params, mstate) if method is not None else params
-    out = model.apply(_variables(fwd, state.batch_stats), images,
+    x = images
+    if options.precision == 'bfloat16':
+      fwd, x = _to_bf16(fwd), images.astype(jnp.bfloat16)
+    out = model.apply(_variables(fwd, state.batch_stats), x,
                       train=True, rngs={'dropout': dropout_rng},
                       mutable=['batch_stats'] if has_bs else False,
                       **({'method': 'both'} if kd and kd.joint else {}))
     logits, new_vars = out if has_bs else (out, {})
+    logits = jax.tree.map(lambda v: v.astype(jnp.float32), logits)
     if kd is not None and kd.joint:  # (student, teacher) logits
       logits, t_logits = logits
     ce = losses.cross_entropy(logits, labels)

@@ -83,7 +83,8 @@ def make_train_fn(model, tx, schedule, config, params_shape, mesh,
       l2_loss_rate=config.l2.rate if config.l2.mode == 'loss' else 0.0,
       ema_decay=config.ema_decay,
       skip_nonfinite_updates=config.skip_nonfinite_updates,
-      distill=distill.step_options(config))
+      distill=distill.step_options(config),
+      precision=config.precision)
   towers = config.parallel == 'pmap'
   fn = functools.partial(
       steps.train_step, model=model,

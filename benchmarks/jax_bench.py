@@ -1,0 +1,160 @@
+"""jaxcnn side of the benchmark harness: the real train and eval steps.
+
+A runner owns one compiled step and its state; `train(n)` / `eval(n)` run n
+steps and block, so the harness can time runners of several frameworks
+interleaved. The train step is the one `python -m jaxcnn.main` runs
+(train.make_train_fn: on-device augmentation, loss, momentum update, EMA where
+the config has it, state donated).
+"""
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcnn import experiment, parallel, steps, train
+from jaxcnn.config_base import load_sibling
+from jaxcnn.data import augment, datasets, pipeline
+from jaxcnn.models import flops
+
+# Benchmarked model -> the config file (and argument) it is trained with.
+MODEL_CONFIGS = {
+    'lenet5': 'lenet5_mnist',
+    'cifar10_tutorial': 'cifar10_tutorial',
+    'alexnet_cifar': 'alexnet_cifar',
+    'mobilenet_v2_cifar': 'mobilenet_v2_cifar',
+    'resnet20_cifar': 'resnet20_cifar',
+}
+
+# Named sets of XLA compile options, compiled into the same process so that
+# they can be timed interleaved (XLA_FLAGS would need one process each).
+COMPILER_VARIANTS = {
+    'default': {},
+    'onednn': {'xla_cpu_use_onednn': True},
+    'xnnpack': {'xla_cpu_use_xnnpack': True},
+}
+
+
+def load_config(model: str, configs_dir: str, batch_size: int,
+                precision: str = ''):
+  name = MODEL_CONFIGS.get(model)
+  if name is None:
+    raise KeyError(f'unknown benchmark model {model!r}; valid: '
+                   f'{", ".join(MODEL_CONFIGS)}')
+  config = load_sibling(f'{configs_dir}/{name}.py', name)
+  config.batch_size = batch_size
+  if precision:
+    config.precision = precision
+  return config
+
+
+def matmul_peak(n: int = 2048, dtype=jnp.float32, repeats: int = 10) -> float:
+  """Best FLOP/s of an n x n matmul on the default device (the 'peak')."""
+  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+  b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+  f = jax.jit(lambda a, b: a @ b)
+  jax.block_until_ready(f(a, b))
+  best = float('inf')
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(f(a, b))
+    best = min(best, time.perf_counter() - t)
+  return 2 * n**3 / best
+
+
+def _compiled_bytes(compiled) -> int | None:
+  mem = compiled.memory_analysis()
+  if mem is None:
+    return None
+  return int(mem.argument_size_in_bytes + mem.output_size_in_bytes
+             + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
+
+
+class JaxRunner:
+  """The jaxcnn train/eval step of one model on one device."""
+  framework = 'jaxcnn'
+
+  def __init__(self, model_name: str, config, compiler_options=None,
+               variant: str = 'default', seed: int = 0):
+    self.name = 'jaxcnn' if variant == 'default' else f'jaxcnn[{variant}]'
+    self.config = config
+    mesh = parallel.make_mesh(1, jax.devices()[:1])
+    self.mesh = mesh
+    model = experiment.build_model(config)
+    tx, schedule = experiment.make_optimizer(config, model,
+                                             experiment.Plan(1000, 10**6))
+    self.state = experiment.init_state(config, model, tx, mesh)
+    sharding = jax.tree.map(lambda x: x.sharding, self.state)
+    fn = train.make_train_fn(model, tx, schedule, config, self.state.params,
+                             mesh, sharding)
+    info = datasets.get_info(config.dataset.name)
+    self.info = info
+    rng = np.random.default_rng(seed)
+    b = config.batch_size
+    host = {'image': rng.integers(0, 256, (b, *info.image_shape), np.uint8),
+            'label': rng.integers(0, info.num_classes, (b,), np.int32)}
+    self.data_sharding = parallel.data_sharding(mesh)
+    self.batch = pipeline.put_global(host, self.data_sharding)
+    self.eval_batch = pipeline.put_global(
+        {**host, 'mask': np.ones((b,), np.float32)}, self.data_sharding)
+    spec = augment.spec_from_config(config.input)
+    eval_fn = jax.jit(functools.partial(steps.eval_step, model=model,
+                                        input_spec=spec))
+    self.input_shape = experiment.input_shape(config)
+    self.params = flops.param_count(self.state.params)
+    self.macs = flops.count_macs(model, self.input_shape)
+    opts = compiler_options or {}
+    t = time.perf_counter()
+    self._train = fn.lower(self.state, self.batch).compile(opts)
+    self.compile_s = time.perf_counter() - t
+    t = time.perf_counter()
+    self._eval = eval_fn.lower(self.state.params, self.state.batch_stats,
+                               self.eval_batch).compile(opts)
+    self.eval_compile_s = time.perf_counter() - t
+    self.memory_bytes = _compiled_bytes(self._train)
+    self._real = None
+
+  def train(self, n: int) -> float:
+    # No device->host transfer may happen inside the timed loop.
+    with jax.transfer_guard_device_to_host('disallow'):
+      for _ in range(n):
+        self.state, m = self._train(self.state, self.batch)
+      jax.block_until_ready(m)
+    return float(m['loss'])
+
+  def eval(self, n: int) -> None:
+    with jax.transfer_guard_device_to_host('disallow'):
+      for _ in range(n):
+        out = self._eval(self.state.params, self.state.batch_stats,
+                         self.eval_batch)
+      jax.block_until_ready(out)
+
+  def attach_real_data(self, data_dir: str | None) -> str:
+    """Feeds train_real() from the train loop's own iterator (real images,
+    deterministic shuffle, background prefetch onto the device)."""
+    from jaxcnn.data import sources
+    c = self.config
+    splits = sources.load(c.dataset.name, data_dir=data_dir or c.data_dir,
+                          cache_dir=c.cache_dir, allow_download=False)
+    self._real = pipeline.prefetch(
+        pipeline.train_batches(splits.x_train, splits.y_train, c.batch_size,
+                               c.seed),
+        lambda b: pipeline.put_global(b, self.data_sharding))
+    return splits.source
+
+  def train_real(self, n: int) -> float:
+    for _ in range(n):
+      self.state, m = self._train(self.state, next(self._real))
+    jax.block_until_ready(m)
+    return float(m['loss'])
+
+  def close(self) -> None:
+    if self._real is not None:
+      self._real.close()
+
+  def peak_device_bytes(self) -> int | None:
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats.get('peak_bytes_in_use')

@@ -1,0 +1,247 @@
+"""Training and inference throughput of jaxcnn vs PyTorch and TensorFlow.
+
+  python -m benchmarks.run                       # all models, all frameworks
+  python -m benchmarks.run --models cifar10_tutorial,alexnet_cifar --reps 7
+  python -m benchmarks.run --precision bfloat16  # GPU: bf16 mixed precision
+
+Per model, every runner (jaxcnn, torch eager, torch.compile, tf, tf+xla, and
+jaxcnn compiled with other XLA options via --jax_variants) is built and
+warmed up, then timed INTERLEAVED: each repetition runs `--steps` steps of
+every runner in turn, so background load hits all of them alike. Reported
+per runner: median and spread (min..max over repetitions) of train and eval
+images/sec, ms per step, compile (or first-call) time, memory, and achieved
+FLOP/s as a fraction of a matmul measured in the same run; per model the
+jaxcnn/reference throughput ratios. With data available
+(JAXCNN_DATA_DIR), 'jaxcnn (real data)' runs the same step fed by the train
+loop's own prefetching iterator, and its ratio to synthetic data is reported.
+Missing frameworks are skipped with the reason. The device is whatever JAX
+(and torch/TF) pick: the same command runs on CPU and GPU.
+Writes benchmarks/results/<out>.json and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ALL_MODELS = ('lenet5', 'cifar10_tutorial', 'alexnet_cifar',
+              'mobilenet_v2_cifar', 'resnet20_cifar')
+ALL_FRAMEWORKS = ('jaxcnn', 'torch', 'torch.compile', 'tf', 'tf+xla')
+REFERENCES = ('torch eager', 'torch.compile', 'tf', 'tf+xla')
+
+
+def _summary(times: list[float], batch: int) -> dict:
+  ips = sorted(batch / t for t in times)
+  return {'images_per_sec': statistics.median(ips), 'min': ips[0],
+          'max': ips[-1], 'ms_per_step': 1e3 * statistics.median(times)}
+
+
+def _build_runners(model, args, log, configs_dir):
+  from benchmarks import jax_bench
+  from benchmarks.reference import runners as ref
+  config = jax_bench.load_config(model, configs_dir, args.batch,
+                                 args.precision)
+  out, skipped = [], {}
+  for variant in args.jax_variants.split(','):
+    opts = jax_bench.COMPILER_VARIANTS[variant]
+    try:
+      out.append(jax_bench.JaxRunner(model, config, opts, variant))
+    except Exception as e:  # e.g. an XLA option this jaxlib lacks
+      if variant == 'default':
+        raise
+      skipped[f'jaxcnn[{variant}]'] = f'{type(e).__name__}: {e}'[:200]
+  jr = out[0]
+  shape, classes = jr.input_shape, jr.info.num_classes
+  wanted = args.frameworks.split(',')
+  specs = [('torch', 'torch eager', lambda: ref.TorchRunner(
+               model, shape, classes, args.batch, False, args.precision)),
+           ('torch.compile', 'torch.compile', lambda: ref.TorchRunner(
+               model, shape, classes, args.batch, True, args.precision)),
+           ('tf', 'tf', lambda: ref.TFRunner(
+               model, shape, classes, args.batch, False, args.precision)),
+           ('tf+xla', 'tf+xla', lambda: ref.TFRunner(
+               model, shape, classes, args.batch, True, args.precision))]
+  for key, name, make in specs:
+    if key not in wanted:
+      continue
+    why = ref.available('torch' if key.startswith('torch') else 'tf')
+    if not why:
+      try:
+        r = make()
+        if r.params != jr.params:
+          why = (f'parameter count {r.params:,} != jaxcnn {jr.params:,}: '
+                 'not the same model')
+        else:
+          out.append(r)
+      except Exception as e:  # e.g. torch.compile without a C++ compiler
+        why = f'{type(e).__name__}: {e}'.splitlines()[0][:200]
+    if why:
+      skipped[name] = why
+      log(f'  skip {name}: {why}')
+  return config, out, skipped
+
+
+def bench_model(model: str, args, peak: float, log) -> dict:
+  config, runners, skipped = _build_runners(model, args, log,
+                                            os.path.join(ROOT, 'configs'))
+  jr = runners[0]
+  timed = [(r.name, r.train, r) for r in runners]
+  data_source = None
+  if args.real_data:
+    try:
+      data_source = jr.attach_real_data(args.data_dir or None)
+      timed.append(('jaxcnn (real data)', jr.train_real, jr))
+    except Exception as e:  # no data here: say so, keep the rest
+      skipped['jaxcnn (real data)'] = f'{type(e).__name__}: {e}'[:200]
+      log(f"  skip real data: {skipped['jaxcnn (real data)']}")
+  for name, fn, _ in timed:  # warm-up: first-run allocations, caches
+    fn(args.warmup)
+  train_t = {name: [] for name, _, _ in timed}
+  for _ in range(args.reps):
+    for name, fn, _ in timed:
+      t = time.perf_counter()
+      fn(args.steps)
+      train_t[name].append((time.perf_counter() - t) / args.steps)
+  eval_t = {r.name: [] for r in runners}
+  for r in runners:
+    r.eval(args.warmup)
+  for _ in range(args.reps):
+    for r in runners:
+      t = time.perf_counter()
+      r.eval(args.steps)
+      eval_t[r.name].append((time.perf_counter() - t) / args.steps)
+  train_flops = 3 * 2 * jr.macs  # backward ~ 2x forward
+  rows = {}
+  for name, _, r in timed:
+    tr = _summary(train_t[name], args.batch)
+    row = {'framework': r.framework, 'train': tr,
+           'flop_fraction': tr['images_per_sec'] * train_flops / peak}
+    if name in eval_t:
+      ev = _summary(eval_t[name], args.batch)
+      row.update(eval=ev, eval_flop_fraction=(
+          ev['images_per_sec'] * 2 * jr.macs / peak),
+          compile_s=r.compile_s, eval_compile_s=r.eval_compile_s,
+          memory_bytes=r.memory_bytes, peak_device_bytes=r.peak_device_bytes(),
+          params=r.params)
+    rows[name] = row
+  for r in runners:
+    r.close()
+  base = rows['jaxcnn']
+  ratios = {ref_name: {
+      'train': base['train']['images_per_sec']
+               / rows[ref_name]['train']['images_per_sec'],
+      'eval': base['eval']['images_per_sec']
+              / rows[ref_name]['eval']['images_per_sec']}
+      for ref_name in rows if ref_name in REFERENCES}
+  if 'jaxcnn (real data)' in rows:
+    ratios['real_vs_synthetic'] = (
+        rows['jaxcnn (real data)']['train']['images_per_sec']
+        / base['train']['images_per_sec'])
+  from benchmarks import jax_bench
+  return {'model': model, 'config': jax_bench.MODEL_CONFIGS[model],
+          'input_shape': list(jr.input_shape), 'params': jr.params,
+          'macs_per_image': jr.macs, 'rows': rows, 'ratios': ratios,
+          'skipped': skipped, 'data_source': data_source,
+          'ema': bool(config.ema_decay)}
+
+
+def _versions() -> dict:
+  import importlib.metadata as md
+  out = {}
+  for pkg in ('jax', 'jaxlib', 'flax', 'torch', 'tensorflow', 'tensorflow-cpu',
+              'keras'):
+    try:
+      out[pkg] = md.version(pkg)
+    except md.PackageNotFoundError:
+      pass
+  return out
+
+
+def to_markdown(report: dict) -> str:
+  from benchmarks.report import to_markdown as md
+  return md(report)
+
+
+def main(argv=None) -> dict:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--models', default=','.join(ALL_MODELS))
+  p.add_argument('--frameworks', default=','.join(ALL_FRAMEWORKS),
+                 help=f'subset of {",".join(ALL_FRAMEWORKS)}')
+  p.add_argument('--jax_variants', default='default',
+                 help='jaxcnn compiled with these XLA option sets, timed '
+                 'interleaved: default,onednn,xnnpack')
+  p.add_argument('--batch', type=int, default=128)
+  p.add_argument('--reps', type=int, default=5)
+  p.add_argument('--steps', type=int, default=5, help='steps per repetition')
+  p.add_argument('--warmup', type=int, default=2)
+  p.add_argument('--precision', default='', choices=('', 'float32',
+                                                     'bfloat16'),
+                 help="'' keeps each config's precision")
+  p.add_argument('--real_data', type=int, default=1,
+                 help='also time the real input pipeline (needs the data)')
+  p.add_argument('--data_dir', default='')
+  p.add_argument('--threads', type=int, default=0,
+                 help='CPU threads of every framework (0: their defaults); '
+                 '1 also makes XLA:CPU single-threaded')
+  p.add_argument('--out', default='', help='output prefix for .json/.md')
+  args = p.parse_args(argv)
+  if args.threads == 1 and 'jax' not in sys.modules:
+    # XLA:CPU has no thread-count option; this is its one-thread mode.
+    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                               ' --xla_cpu_multi_thread_eigen=false')
+  import jax
+  if args.threads:
+    from benchmarks.reference import runners as ref
+    ref.set_threads(args.threads)
+  from benchmarks import jax_bench
+  for v in args.jax_variants.split(','):
+    if v not in jax_bench.COMPILER_VARIANTS:
+      p.error(f'unknown --jax_variants {v!r}; valid: '
+              f'{", ".join(jax_bench.COMPILER_VARIANTS)}')
+  def log(msg):
+    print(msg, flush=True)
+  dev = jax.devices()[0]
+  load_start = os.getloadavg()
+  log(f'device {dev.device_kind} ({dev.platform}); load {load_start}')
+  peak = jax_bench.matmul_peak()
+  log(f'matmul peak (2048^2 fp32): {peak / 1e9:.1f} GFLOP/s')
+  results = []
+  for model in args.models.split(','):
+    log(f'== {model}')
+    r = bench_model(model, args, peak, log)
+    for name, row in r['rows'].items():
+      ev = row.get('eval', {}).get('images_per_sec')
+      log(f"  {name:20s} train {row['train']['images_per_sec']:8.1f} img/s"
+          + (f', eval {ev:8.1f} img/s' if ev else ''))
+    log(f"  ratios: {json.dumps(r['ratios'])}")
+    results.append(r)
+  peak_end = jax_bench.matmul_peak()
+  report = {
+      'device': {'platform': dev.platform, 'kind': dev.device_kind},
+      'host': f'{platform.machine()}, {os.cpu_count()} CPU cores',
+      'versions': _versions(), 'python': sys.version.split()[0],
+      'args': vars(args), 'matmul_peak_flops': max(peak, peak_end),
+      'matmul_peak_flops_start_end': [peak, peak_end],
+      'loadavg_start': load_start, 'loadavg_end': os.getloadavg(),
+      'time_utc': time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime()),
+      'results': results}
+  md = to_markdown(report)
+  print(md)
+  out = args.out or os.path.join(ROOT, 'benchmarks', 'results',
+                                 f'frameworks_{dev.platform}')
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  with open(out + '.json', 'w') as f:
+    json.dump(report, f, indent=2)
+  with open(out + '.md', 'w') as f:
+    f.write(md)
+  log(f'wrote {out}.json and {out}.md')
+  return report
+
+
+if __name__ == '__main__':
+  main()
