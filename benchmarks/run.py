@@ -194,6 +194,9 @@ def main(argv=None) -> dict:
     # XLA:CPU has no thread-count option; this is its one-thread mode.
     os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                                ' --xla_cpu_multi_thread_eigen=false')
+  # Several frameworks share one GPU: JAX must not grab 75% of it up front
+  # (this also makes its peak-memory figure meaningful).
+  os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
   import jax
   if args.threads:
     from benchmarks.reference import runners as ref

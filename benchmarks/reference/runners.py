@@ -122,6 +122,11 @@ class TFRunner:
     import tensorflow as tf
     from benchmarks.reference import keras_models
     self.tf = tf
+    for gpu in tf.config.list_physical_devices('GPU'):
+      try:  # share the GPU with JAX and torch instead of taking all of it
+        tf.config.experimental.set_memory_growth(gpu, True)
+      except RuntimeError:  # already initialised by an earlier runner
+        pass
     self.name = 'tf+xla' if xla else 'tf'
     keras.mixed_precision.set_global_policy(
         'mixed_bfloat16' if precision == 'bfloat16' else 'float32')
