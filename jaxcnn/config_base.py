@@ -155,6 +155,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.distill.temperature = 4.0      # T; the soft term is scaled by T^2
   c.distill.hard_weight = 0.1      # lambda: weight of CE(student, labels)
 
+  # Deep Compression (Han et al.; jaxcnn/compress/pipeline.py) with
+  # compress.method='deep_compression': stage workdirs 1_prune (compress.prune
+  # settings) -> 2_kmeans (compress.kmeans) -> Huffman-coded model.jxcz.
+  c.compress.deep_compression = ml_collections.ConfigDict()
+  c.compress.deep_compression.prune_steps = 1000  # stage 1: prune + fine-tune steps
+  c.compress.deep_compression.quantize_steps = 500  # stage 2: codebook fine-tuning steps
+  c.compress.deep_compression.quantize_lr_scale = 0.01  # stage 2 lr = this x optim.learning_rate
+
   c.distributed = ml_collections.ConfigDict()
   c.distributed.coordinator_address = ''  # host:port; '' -> $JAX_COORDINATOR_ADDRESS
   c.distributed.num_processes = 0  # 0 -> $JAX_NUM_PROCESSES

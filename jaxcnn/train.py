@@ -114,6 +114,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   # Before validate: jax.distributed must start before any backend use.
   parallel.maybe_initialize_distributed(config.distributed)
   experiment.validate(config)
+  if config.compress.method == 'deep_compression':  # a chain of runs
+    from jaxcnn.compress import pipeline as deep_compression
+    return deep_compression.run(config, workdir)
   from jaxcnn.compress import distill
   teacher = distill.load_teacher(config)  # checked before data and compile
   mesh = parallel.make_mesh(config.mesh.model)

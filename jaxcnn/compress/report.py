@@ -18,6 +18,9 @@ import numpy as np
 
 from jaxcnn.compress import storage
 
+# Methods whose artifacts store only the nonzero weights.
+SPARSE = ('prune', 'deep_compression')
+
 
 def _layer(name: str) -> str:
   """'params/conv1/kernel' -> 'conv1'; BN statistics count with their layer."""
@@ -47,14 +50,14 @@ def build(meta, dense_vars, comp_vars, dense_bytes, comp_bytes, dense_macs,
       nz = int(np.count_nonzero(v))
       r['nonzeros'] += nz
       # Stored weights: a sparse leaf keeps only its nonzeros.
-      r['params_after'] += nz if meta.get('method') == 'prune' else int(v.size)
+      r['params_after'] += nz if meta.get('method') in SPARSE else int(v.size)
     r['bytes_compressed'] += comp_bytes.get(name, 0)
   for name, m in dense_macs.items():
     row(name)['macs_before'] = m
   for name, m in comp_macs.items():
     row(name)['macs_after'] = m
   for name, r in layers.items():
-    if meta.get('method') == 'prune' and r['params_before']:
+    if meta.get('method') in SPARSE and r['params_before']:
       # Unstructured sparsity: only nonzero weights need multiply-adds.
       r['macs_after'] = int(round(r['macs_before'] * r['nonzeros'] /
                                   r['params_before']))

@@ -25,6 +25,9 @@ Leaf encodings (chosen per leaf, the smallest wins under 'auto'):
             codebooks [in/d, K, d] fp32 plus ceil(log2 K)-bit codes [in/d, out];
   packed_int  an int8 leaf whose values fit in b < 8 bits (int4 weights),
             two's complement packed at b bits.
+  huffman   Deep Compression stage 3 (huffman.py), under encoding='huffman'
+            only: sparse_codebook's gaps and indices, each stream
+            canonical-Huffman coded; competes with the 'auto' options.
 Binary methods use 'binary': kernels whose every output filter is
 +-alpha become sign bits in uint32 words plus one fp32 alpha per filter
 (bitpack.encode_binary); other leaves stay dense.
@@ -40,6 +43,7 @@ import struct
 import numpy as np
 
 MAGIC = b'JXCZ'
+MAGIC_ZHEADER = b'JXCz'  # the same, with a zlib-compressed JSON header
 
 
 def _uint(maxval: int):
@@ -232,10 +236,13 @@ def encode_leaf(w: np.ndarray, encoding: str, bits: int, hint=None):
       options['relative'] = encode_relative(w, bits)
     if encoding in ('auto', 'csr'):
       options['csr'] = encode_csr(w)
-    if encoding == 'auto':
+    if encoding in ('auto', 'huffman'):
+      from jaxcnn.compress import huffman
       for name, fn in (('codebook', lambda: encode_codebook(w)),
                        ('sparse_codebook',
-                        lambda: encode_sparse_codebook(w, bits))):
+                        lambda: encode_sparse_codebook(w, bits)),
+                       ('huffman', lambda: huffman.encode_weights(w, bits)
+                        if encoding == 'huffman' else None)):
         arrays = fn()
         if arrays is not None:
           options[name] = arrays
@@ -268,9 +275,12 @@ def unflatten(flat: dict) -> dict:
 
 
 def save(path: str, variables: dict, meta: dict, encoding: str = 'dense',
-         index_bits: int = 8, sparse_collections=('params',)) -> dict:
+         index_bits: int = 8, sparse_collections=('params',),
+         zlib_header: bool = False) -> dict:
   """Writes `variables` ({'params', 'batch_stats', 'compress'}); returns the
-  bytes per leaf ({'collection/path': n}) and 'file' = the file size."""
+  bytes per leaf ({'collection/path': n}) and 'file' = the file size.
+  zlib_header: deflate the JSON header (for tiny nets it is ~20% of a
+  Huffman-coded file); the magic then says so."""
   header = {'meta': meta, 'leaves': {}, 'arrays': []}
   blobs, offset, leaf_bytes = [], 0, {}
   hints = meta.get('leaf_encodings', {})
@@ -289,9 +299,13 @@ def save(path: str, variables: dict, meta: dict, encoding: str = 'dense',
       blobs.append(a.tobytes())
       offset += a.nbytes
   head = json.dumps(header, separators=(',', ':')).encode()
+  magic = MAGIC
+  if zlib_header:
+    import zlib
+    head, magic = zlib.compress(head, 9), MAGIC_ZHEADER
   tmp = path + '.tmp'
   with open(tmp, 'wb') as f:
-    f.write(MAGIC + struct.pack('<I', len(head)) + head)
+    f.write(magic + struct.pack('<I', len(head)) + head)
     for b in blobs:
       f.write(b)
   os.replace(tmp, path)
@@ -303,10 +317,14 @@ def load(path: str) -> tuple[dict, dict]:
   """(variables, meta) from a file written by `save`."""
   with open(path, 'rb') as f:
     data = f.read()
-  if data[:4] != MAGIC:
+  if data[:4] not in (MAGIC, MAGIC_ZHEADER):
     raise ValueError(f'{path} is not a jaxcnn compressed artifact')
   (n,) = struct.unpack('<I', data[4:8])
-  header = json.loads(data[8:8 + n])
+  head = data[8:8 + n]
+  if data[:4] == MAGIC_ZHEADER:
+    import zlib
+    head = zlib.decompress(head)
+  header = json.loads(head)
   body = memoryview(data)[8 + n:]
   fields: dict = {}
   for a in header['arrays']:
@@ -334,6 +352,9 @@ def load(path: str) -> tuple[dict, dict]:
       flat[name] = decode_pq(arrays, info['shape'])
     elif enc == 'packed_int':
       flat[name] = decode_packed_int(arrays, info['shape'])
+    elif enc == 'huffman':
+      from jaxcnn.compress import huffman
+      flat[name] = huffman.decode_weights(arrays, info['shape'], info['bits'])
     else:
       raise ValueError(f'unknown encoding {enc!r} in {path}')
   return unflatten(flat), header['meta']
