@@ -107,6 +107,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.compress.svd.rank = 0          # fixed rank if > 0 ...
   c.compress.svd.param_ratio = 0.0  # ... else keep <= this fraction of weights ...
   c.compress.svd.energy = 0.0      # ... else the smallest rank with this energy
+  # Binary methods (jaxcnn/compress/binary.py, docs/binary.md): 'binary' =
+  # BinaryConnect (sign(w)), 'bwn' = alpha*sign(w) with alpha = mean|W| per
+  # filter, 'xnor' = bwn weights plus binarised layer inputs.
+  c.compress.binary = ml_collections.ConfigDict()
+  c.compress.binary.include = '.*'  # regex over kernel paths; the CLI picks all but first and last layer
+  c.compress.binary.exclude = ''   # regex of kernels kept float ('' none)
+  c.compress.binary.stochastic = False  # binary: +1 with prob hard_sigmoid(w) in training (eval: sign)
+  c.compress.binary.seed = 0       # stochastic: key = fold_in(key(seed), update count)
+  c.compress.binary.clip = True    # clip latent weights to [-1, 1] after every update
+  c.compress.binary.act_bits = 1   # xnor: bits of the binarised inputs (1, or 2..4 uniform levels)
+  c.compress.binary.act_center = True  # xnor: subtract each example's per-channel mean before sign
   # Quantization (docs/quantization.md). kmeans: per-kernel scalar codebooks
   # (Deep Compression weight sharing); only nonzeros are clustered, so a
   # pruned net stays pruned. Fine-tuning trains the shared values only.

@@ -141,6 +141,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   run = compress_session.start(config, model, schedule, template, mesh)
   if run is not None:
     tx, template = run.tx, run.state
+    model = run.model  # xnor wraps the model to binarise layer inputs
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                  config.keep_checkpoints)
   state, start = checkpoint.restore_or_init(ckpt, template)

@@ -23,6 +23,8 @@ METHOD_DEFAULTS = {
     'prune': {'prune.sparsity': 0.9, 'prune.schedule': 'gradual'},
     'filter_prune': {'filter_prune.ratio': 0.5},
     'svd': {'svd.param_ratio': 0.2},
+    # Binary nets (docs/binary.md); include: all layers but first and last.
+    'binary': {}, 'bwn': {}, 'xnor': {},
     'kmeans': {},
 }
 
@@ -67,6 +69,14 @@ def default_include(c, method: str) -> str:
   return _exact(paths)
 
 
+def binary_include(c) -> str:
+  """Every Conv/Dense kernel but the first and the last (kept float)."""
+  paths = [l.path for l in _graph(c).layers if l.kind in ('Conv', 'Dense')]
+  if len(paths) < 3:
+    raise SystemExit(f'error: {c.model.name} has no hidden layer to binarise')
+  return '^(' + '|'.join(paths[1:-1]) + ')/kernel$'
+
+
 def build_config(args):
   from jaxcnn.data import datasets
   c = trained_config(args.workdir)
@@ -74,6 +84,8 @@ def build_config(args):
   c.compress.method = args.method
   if args.method in ('svd', 'filter_prune'):
     c.compress[args.method].include = default_include(c, args.method)
+  if args.method in ('binary', 'bwn', 'xnor'):
+    c.compress.binary.include = binary_include(c)
   for k, v in METHOD_DEFAULTS.get(args.method, {}).items():
     sec, key = k.split('.')
     c.compress[sec][key] = v

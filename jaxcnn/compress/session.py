@@ -23,6 +23,7 @@ import orbax.checkpoint as ocp
 from jaxcnn import experiment, optim, parallel, steps
 from jaxcnn.compress import apply, base, report, storage, structured
 from jaxcnn.compress import lowrank, prune  # noqa: F401 (registers methods)
+from jaxcnn.compress import binary  # noqa: F401 (registers methods)
 from jaxcnn.compress import kmeans  # noqa: F401 (registers methods)
 from jaxcnn.data import augment
 from jaxcnn.errors import CheckpointError, ConfigError
@@ -104,6 +105,8 @@ def start(config, model, schedule, template, mesh, restore_only: bool = False
     opt_state = tx.init(params)  # masks etc.: a regex matching nothing fails
   except ValueError as e:
     raise ConfigError(f'invalid config: compress.{method.name}: {e}') from None
+  if hasattr(method, 'wrap_model'):  # xnor: binarised layer inputs
+    model = method.wrap_model(model)
   state = TrainState(
       step=jnp.zeros((), jnp.int32), params=params,
       batch_stats=jax.tree.map(jnp.asarray, dense['batch_stats']),
@@ -173,6 +176,7 @@ def finish(session: Session, state, splits, workdir: str, results: dict,
   fn = _logits_fn(model, spec)
   x, y = splits.x_test, splits.y_test
   enc = config.compress.encoding if method.name == 'prune' else 'dense'
+  enc = getattr(method, 'encoding', enc)  # binary methods: bit-packed
   enc = getattr(method, 'encoding', enc)  # binary methods: bit-packed
   model_meta = {'model': config.model.name,
                 'model_kwargs': experiment.model_kwargs(config),

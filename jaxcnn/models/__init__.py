@@ -16,7 +16,7 @@ from typing import Any, Callable
 import flax.linen as nn
 
 from jaxcnn.models import lenet
-from jaxcnn.models import alexnet, cifar10_tutorial, mobilenet, resnet
+from jaxcnn.models import alexnet, binary, cifar10_tutorial, mobilenet, resnet
 from jaxcnn.models import mlp, shufflenet, simple_cnn
 
 # name -> constructor (a module class or a functools.partial of one).
@@ -56,6 +56,12 @@ register('alexnet_cifar_nolrn', alexnet.AlexNetCifarNoLRN)
 register('mobilenet_v2_cifar', mobilenet.MobileNetV2)
 register('shufflenet_v2_cifar', shufflenet.ShuffleNetV2)
 register('resnet20_cifar', functools.partial(resnet.CifarResNet, depth=20))
+register('bnn_lenet5', binary.BNNLeNet5)
+register('bnn_mlp', binary.BNNMLP)
+register('bnn_cifar', binary.BinaryCifarNet)
+register('bnn_resnet_cifar', functools.partial(binary.BinaryCifarNet,
+                                               residual=True))
+register('xnor_cifar', functools.partial(binary.BinaryCifarNet, scale=True))
 # Hinton et al. 2015, MNIST: 1200-1200 dropout teacher, 800-800 student, and a
 # small student where soft targets matter most.
 register('mlp', mlp.MLP)

@@ -1,0 +1,47 @@
+"""Deep Compression (Han et al. 2016) of the TF tutorial net
+(runs/cifar10_tutorial, 82.92% EMA): 1. global magnitude pruning to 90% of
+the kernels, gradual over 60% of 30 epochs of fine-tuning (momentum 0.9,
+cosine from 0.01, EMA); 2. k-means weight sharing (4-bit conv, 5-bit fc
+codebooks) + 3 epochs of codebook fine-tuning; 3. Huffman coding.
+
+  JAXCNN_DATA_DIR=../shared/data python -m jaxcnn.main \
+      --config configs/compress/cifar10_tutorial_deep_compression.py \
+      --workdir runs/b_dc_cifar10_tutorial
+Sized for a GPU (a few minutes on an H100); ':short' is a 2 + 1 epoch CPU
+version. Results: docs/distillation_deep_compression.md.
+"""
+import os
+
+from jaxcnn.config_base import load_sibling
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def get_config(arg=None):
+  c = load_sibling(os.path.join(_ROOT, 'configs', 'x.py'), 'cifar10_tutorial')
+  c.init_from = os.path.join(_ROOT, 'runs', 'cifar10_tutorial')
+  c.compress.method = 'deep_compression'
+  epochs, q_epochs = 30, 3
+  if arg == 'short':
+    epochs, q_epochs = 2, 1
+  elif arg == 'smoke':
+    epochs, q_epochs = 0, 0
+  elif arg:
+    raise ValueError(f'unknown config argument {arg!r}; valid: short, smoke')
+  prune_steps = max(4, epochs * 390)
+  p = c.compress.prune
+  p.scope, p.sparsity, p.schedule = 'global', 0.9, 'gradual'
+  p.end_step, p.frequency = int(0.6 * prune_steps), max(1, prune_steps // 25)
+  k = c.compress.kmeans
+  k.bits_conv, k.bits_fc, k.init = 4, 5, 'linear'
+  dc = c.compress.deep_compression
+  dc.prune_steps, dc.quantize_steps = prune_steps, max(2, q_epochs * 390)
+  dc.quantize_lr_scale = 0.05      # stage 2: lr 5e-4
+  c.optim.learning_rate = 0.01
+  c.optim.momentum = 0.9
+  c.optim.schedule = 'cosine'
+  c.optim.warmup_epochs = 0.0
+  c.ema_decay = 0.999
+  c.checkpoint_every_steps = 1950
+  return c
