@@ -186,7 +186,8 @@ def pmean_gradients(tx: optax.GradientTransformation, axis: str
   """
   def update(grads, state, params=None):
     return tx.update(jax.lax.pmean(grads, axis), state, params)
-  return optax.GradientTransformation(tx.init, update)
+  # _replace keeps extra fields, e.g. the compression method on a MethodTx.
+  return tx._replace(update=update)
 
 
 def tower_step(step: Callable, mesh: Mesh, skip_nonfinite: bool) -> Callable:

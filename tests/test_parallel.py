@@ -139,6 +139,38 @@ def _lenet_equivalence():
           'pmap_vs_jit_loss': _max_diff(lj, lp)}
 
 
+def _compressed_towers():
+  """A compression method's hooks ride on its tx; the pmap towers must keep
+  them (masks applied, state carried) and match the jit path."""
+  import jax
+  import numpy as np
+  from jaxcnn import experiment, parallel, train
+  from jaxcnn.compress import session
+  from jaxcnn.data import pipeline
+  many = parallel.make_mesh(1)
+  out = {}
+  for mode in ('jit', 'pmap'):
+    c = _config('quickstart', batch_size=32, parallel=mode, **{
+        'compress.method': 'prune', 'compress.prune.sparsity': 0.5,
+        'compress.prune.schedule': 'one_shot'})
+    batches = _batches(c, 3, 32)
+    model = experiment.build_model(c)
+    tx, schedule = experiment.make_optimizer(c, model,
+                                             experiment.Plan(10, 100))
+    run = session.start(c, model, schedule,
+                        experiment.init_state(c, model, tx, many), many)
+    fn = train.make_train_fn(model, run.tx, schedule, c, run.state.params,
+                             many)
+    state = run.state
+    for b in batches:
+      state, _ = fn(state, pipeline.put_global(b, parallel.data_sharding(many)))
+    out[mode] = jax.device_get(state)
+  zeros = lambda s: [int(np.sum(np.asarray(v['kernel']) == 0))
+                     for v in s.params.values()]
+  return {'params': _max_diff(out['jit'].params, out['pmap'].params),
+          'zeros_jit': zeros(out['jit']), 'zeros_pmap': zeros(out['pmap'])}
+
+
 def _batchnorm_global():
   import jax
   from jaxcnn import parallel
@@ -240,6 +272,7 @@ def worker_main():
   _check(out, 'benchmark', _benchmark_smoke)
   _check(out, 'lenet', _lenet_equivalence)
   _check(out, 'batchnorm', _batchnorm_global)
+  _check(out, 'compress_pmap', _compressed_towers)
   _check(out, 'alexnet', _alexnet_memory)
   print('RESULT ' + json.dumps(out), flush=True)
 
@@ -282,6 +315,13 @@ def test_pmap_towers_equal_jit(results):
   r = _ok(results['lenet'])
   assert r['pmap_vs_jit_params'] < 1e-5
   assert r['pmap_vs_jit_loss'] < 1e-5
+
+
+def test_pmap_towers_keep_compression_hooks(results):
+  r = _ok(results['compress_pmap'])
+  assert r['params'] < 1e-5
+  assert r['zeros_pmap'] == r['zeros_jit']
+  assert sum(r['zeros_pmap']) > 0.4 * 61470  # half of LeNet-5's kernels
 
 
 def test_no_recompilation_over_steps(results):
