@@ -102,6 +102,36 @@ def validate(config) -> None:
                jax.tree_util.tree_flatten_with_path(shapes['params'])[0]]
       bad(f'l2.include={config.l2.include!r} matches no kernel; parameter '
           f'paths are: {", ".join(names)}')
+  _validate_compress(config, shapes['params'], bad)
+
+
+def _validate_compress(config, params, bad) -> None:
+  """The method exists and every `*include` regex of its section names at
+  least one parameter: a typo must not silently compress nothing."""
+  name = config.compress.method
+  if not name:
+    return
+  from jaxcnn.compress import base, session  # noqa: F401 (registers methods)
+  if name not in base.list_methods():
+    bad(f'unknown compress.method {name!r}; valid: '
+        f'{", ".join(base.list_methods())}')
+  section = config.compress[name] if name in config.compress else None
+  if not isinstance(section, ml_collections.ConfigDict):
+    return
+  paths = [path_str(p) for p, _ in
+           jax.tree_util.tree_flatten_with_path(params)[0]]
+  # Methods match parameter paths (prune) or layer paths (filter_prune, svd).
+  layers = sorted({p.rpartition('/')[0] for p in paths})
+  for key, value in section.items():
+    if not (key.endswith('include') and isinstance(value, str) and value):
+      continue
+    try:
+      regex = re.compile(value)
+    except re.error as e:
+      bad(f'compress.{name}.{key} is not a valid regex: {e}')
+    if not any(regex.search(p) for p in paths + layers):
+      bad(f'compress.{name}.{key}={value!r} matches no layer of '
+          f'{config.model.name!r}; layers are: {", ".join(layers)}')
 
 
 @dataclasses.dataclass

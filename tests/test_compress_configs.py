@@ -28,3 +28,24 @@ def test_defaults_leave_training_alone():
   c = base_config()
   assert c.compress.method == '' and c.init_from == ''
   assert base.get_method(c.compress) is None
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('method', 'prunee', "unknown compress.method 'prunee'; valid: "),
+    ('prune.include', 'conv9', "compress.prune.include='conv9' matches no "
+     "layer of 'lenet5'; layers are: C1, C3, C5, F6, output"),
+    ('prune.include', 'conv[', 'compress.prune.include is not a valid regex'),
+])
+def test_bad_compress_section_fails_validation(tiny_config, field, value,
+                                               message):
+  import jaxcnn.errors
+  c = tiny_config
+  c.compress.method = 'prune'
+  node, *rest = field.split('.')
+  if rest:
+    c.compress[node][rest[0]] = value
+  else:
+    c.compress[node] = value
+  with pytest.raises(jaxcnn.errors.ConfigError) as e:
+    experiment.validate(c)
+  assert message in str(e.value)
