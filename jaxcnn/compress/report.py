@@ -96,7 +96,8 @@ def markdown(rep: dict) -> str:
             f"{t['params_before']:,} -> {t['nonzeros']:,} "
             f"({t['nonzero_ratio']:.2f}x); MACs {t['macs_before']:,} -> "
             f"{t['macs_after']:,}",
-            f"CPU latency per image (batch 200): dense "
+            f"{lat.get('device', 'cpu').upper()} latency per image "
+            f"(batch 200): dense "
             f"{lat['dense_ms_per_image']:.4f} ms, compressed "
             f"{lat['compressed_ms_per_image']:.4f} ms",
             f"artifact round trip identical logits: "

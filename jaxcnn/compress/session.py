@@ -211,6 +211,7 @@ def finish(session: Session, state, splits, workdir: str, results: dict,
   bench = x[:200]
   dense_ms, comp_ms = latency_ms(fn, [dense_vars, loaded], bench)
   lat = {'dense_ms_per_image': dense_ms, 'compressed_ms_per_image': comp_ms,
+         'device': jax.default_backend(),
          'note': 'sparse artifacts decode to dense arrays: no speed-up'
                  if method.name == 'prune' else ''}
   rep = report.build(
