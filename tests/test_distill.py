@@ -189,3 +189,17 @@ def test_teacher_problems_rejected_before_compiling(teacher_dir, tmp_path):
   c.distill.temperature = 0.0
   with pytest.raises(ConfigError, match='distill.temperature must be > 0'):
     distill.load_teacher(c)
+
+
+def test_cli_builds_a_student_config(teacher_dir):
+  import argparse
+  from jaxcnn.compress.__main__ import build_config
+  args = argparse.Namespace(
+      workdir=teacher_dir, method='distill', output='unused', epochs=1.0,
+      lr_scale=None, set=['distill.temperature=3.0'], student='mlp')
+  c = build_config(args)
+  assert c.model.to_dict() == {'name': 'mlp'}
+  assert c.distill.teacher_workdir == os.path.abspath(teacher_dir)
+  assert (c.init_from, c.compress.method) == ('', '')
+  assert c.distill.temperature == 3.0 and c.optim.learning_rate == 0.05
+  assert distill.load_teacher(c).config.model.name == 'mlp_small'

@@ -26,6 +26,9 @@ METHOD_DEFAULTS = {
     # Binary nets (docs/binary.md); include: all layers but first and last.
     'binary': {}, 'bwn': {}, 'xnor': {},
     'kmeans': {},
+    # Issue 7: --workdir is the teacher (distill) or the dense input of the
+    # prune -> k-means -> Huffman pipeline (deep_compression).
+    'distill': {}, 'deep_compression': {},
 }
 
 
@@ -82,6 +85,14 @@ def build_config(args):
   c = trained_config(args.workdir)
   c.init_from = os.path.abspath(args.workdir)
   c.compress.method = args.method
+  if args.method == 'distill':  # a new student, trained from scratch
+    if not args.student:
+      raise SystemExit('error: --method distill needs --student MODEL')
+    c.init_from, c.compress.method = '', ''
+    c.distill.teacher_workdir = os.path.abspath(args.workdir)
+    with c.unlocked():
+      c.model = {'name': args.student}
+    c.ema_decay = 0.0
   if args.method in ('svd', 'filter_prune'):
     c.compress[args.method].include = default_include(c, args.method)
   if args.method in ('binary', 'bwn', 'xnor'):
@@ -92,7 +103,10 @@ def build_config(args):
   spe = datasets.get_info(c.dataset.name).num_train // c.batch_size
   steps = max(1, int(args.epochs * spe))
   c.num_train_steps = steps
-  c.optim.learning_rate *= args.lr_scale
+  lr_scale = args.lr_scale
+  if lr_scale is None:  # a student learns from scratch: the teacher's lr
+    lr_scale = 1.0 if args.method == 'distill' else 0.1
+  c.optim.learning_rate *= lr_scale
   c.optim.schedule = 'cosine'
   c.optim.warmup_epochs = 0.0
   c.log_every_steps = min(100, steps)
@@ -100,6 +114,8 @@ def build_config(args):
   c.checkpoint_every_steps = max(1, min(1000, steps))
   c.compress.prune.end_step = int(0.6 * steps)
   c.compress.prune.frequency = max(1, steps // 25)
+  c.compress.deep_compression.prune_steps = steps
+  c.compress.deep_compression.quantize_steps = max(1, steps // 4)
   for item in args.set:
     key, _, value = item.partition('=')
     node = c.compress if key.split('.')[0] in c.compress else c
@@ -123,8 +139,11 @@ def main(argv=None) -> int:
   ap.add_argument('--output', required=True, help='new run directory')
   ap.add_argument('--epochs', type=float, default=2.0,
                   help='fine-tuning length')
-  ap.add_argument('--lr_scale', type=float, default=0.1,
-                  help='fine-tuning lr = this x the trained run\'s lr')
+  ap.add_argument('--lr_scale', type=float, default=None,
+                  help='fine-tuning lr = this x the trained run\'s lr '
+                  '(default 0.1; distill: 1.0)')
+  ap.add_argument('--student', default='',
+                  help='distill: registry name of the student model')
   ap.add_argument('--set', action='append', default=[],
                   help='config override, e.g. prune.sparsity=0.8 or seed=1')
   args = ap.parse_args(argv)
@@ -134,6 +153,9 @@ def main(argv=None) -> int:
   config.lock()
   try:
     train.train_and_evaluate(config, args.output)
+    if args.method == 'distill':
+      from jaxcnn.compress import distill
+      distill.write_report(config, args.output)
   except JaxcnnError as e:
     print(f'error: {e}', file=sys.stderr)
     return getattr(e, 'exit_code', 2)

@@ -183,3 +183,78 @@ def load_teacher(config) -> Teacher | None:
   variables = {'params': dense['params'], 'batch_stats': dense['batch_stats']}
   return Teacher(model, variables, tcfg, workdir, dense['step'],
                  dense['weights'])
+
+
+def _timed(fns_vars: list, x, rounds: int = 15) -> list[float]:
+  """Median ms per image of each (jitted fn, variables), interleaved."""
+  import time
+  for fn, v in fns_vars:
+    jax.block_until_ready(fn(v, x))
+  times = [[] for _ in fns_vars]
+  for _ in range(rounds):
+    for i, (fn, v) in enumerate(fns_vars):
+      t = time.perf_counter()
+      jax.block_until_ready(fn(v, x))
+      times[i].append(time.perf_counter() - t)
+  return [1000.0 * float(np.median(t)) / len(x) for t in times]
+
+
+def write_report(config, workdir: str) -> dict:
+  """compression_report.* of a finished distillation run: the teacher is
+  the 'dense' net, the student (stored fp32 in model.jxcz, loaded back) the
+  compressed one. There is no 'before fine-tuning' point: the student
+  trains from scratch (NaN in the report)."""
+  from jaxcnn.compress import apply, report, session, storage
+  from jaxcnn.data import augment, sources
+  import json
+  teacher = load_teacher(config)
+  if teacher is None:
+    raise ConfigError('write_report: config.distill names no frozen teacher')
+  final = json.load(open(os.path.join(workdir, 'final_metrics.json')))
+  use_ema = 'ema' in final and (final['ema']['precision@1'] >=
+                                final['params']['precision@1'])
+  student = session.load_dense(workdir, 'ema' if use_ema else 'params')
+  s_vars = {'params': student['params'], 'batch_stats': student['batch_stats']}
+  s_model = experiment.build_model(config)
+  shape = experiment.input_shape(config)
+  meta = {'model': config.model.name,
+          'model_kwargs': experiment.model_kwargs(config),
+          'dataset': config.dataset.name, 'input_shape': list(shape),
+          'method': 'distill'}
+  t_meta = {**meta, 'model': teacher.config.model.name,
+            'model_kwargs': experiment.model_kwargs(teacher.config)}
+  t_bytes = storage.save(os.path.join(workdir, 'dense.jxcz'),
+                         teacher.variables, t_meta)
+  art = os.path.join(workdir, 'model.jxcz')
+  s_bytes = storage.save(art, s_vars, meta)
+  loaded, _ = storage.load(art)
+  splits = sources.load(config.dataset.name, data_dir=config.data_dir,
+                        cache_dir=config.cache_dir,
+                        tfds_data_dir=config.tfds_data_dir,
+                        allow_download=config.dataset.allow_download)
+  spec = augment.spec_from_config(config.input)
+  s_fn = session._logits_fn(s_model, spec)
+  t_fn = session._logits_fn(teacher.model, spec)
+  x, y = splits.x_test, splits.y_test
+  identical = bool(np.array_equal(np.asarray(s_fn(s_vars, x[:500])),
+                                  np.asarray(s_fn(loaded, x[:500]))))
+  acc = {'dense': session.accuracy(t_fn, teacher.variables, x, y),
+         'compressed_before_finetune': float('nan'),
+         'compressed_after_finetune': session.accuracy(s_fn, loaded, x, y)}
+  t_ms, s_ms = _timed([(t_fn, teacher.variables), (s_fn, loaded)], x[:200])
+  d = config.distill
+  rep = report.build(
+      meta, teacher.variables, loaded, t_bytes, s_bytes,
+      apply.count_macs(teacher.model, teacher.variables, shape),
+      apply.count_macs(s_model, loaded, shape), acc,
+      {'dense_ms_per_image': t_ms, 'compressed_ms_per_image': s_ms,
+       'note': 'dense = the teacher, compressed = the student'},
+      extra={'teacher': teacher.config.model.name,
+             'teacher_workdir': teacher.workdir,
+             'teacher_step': teacher.step, 'teacher_weights': teacher.weights,
+             'temperature': d.temperature, 'hard_weight': d.hard_weight,
+             'loss': d.loss, 'weights_used': 'ema' if use_ema else 'params',
+             'fine_tune_steps': int(final['step']), 'artifact': 'model.jxcz',
+             'roundtrip_identical_logits': identical, 'train_eval': final})
+  report.write(workdir, rep)
+  return rep
