@@ -26,6 +26,8 @@ METHOD_DEFAULTS = {
     # Binary nets (docs/binary.md); include: all layers but first and last.
     'binary': {}, 'bwn': {}, 'xnor': {},
     'kmeans': {},
+    # Quantization (docs/quantization.md); pq/qcnn: hidden Dense layers.
+    'pq': {}, 'qcnn': {}, 'int8': {}, 'qat': {},
     # Issue 7: --workdir is the teacher (distill) or the dense input of the
     # prune -> k-means -> Huffman pipeline (deep_compression).
     'distill': {}, 'deep_compression': {},
@@ -95,6 +97,8 @@ def build_config(args):
     c.ema_decay = 0.0
   if args.method in ('svd', 'filter_prune'):
     c.compress[args.method].include = default_include(c, args.method)
+  if args.method in ('pq', 'qcnn'):
+    c.compress.pq.include = default_include(c, 'svd')[:-1] + '/kernel$'
   if args.method in ('binary', 'bwn', 'xnor'):
     c.compress.binary.include = binary_include(c)
   for k, v in METHOD_DEFAULTS.get(args.method, {}).items():

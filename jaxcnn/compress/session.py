@@ -25,6 +25,7 @@ from jaxcnn.compress import apply, base, report, storage, structured
 from jaxcnn.compress import lowrank, prune  # noqa: F401 (registers methods)
 from jaxcnn.compress import binary  # noqa: F401 (registers methods)
 from jaxcnn.compress import kmeans  # noqa: F401 (registers methods)
+from jaxcnn.compress import calibrate, fixed_point, pq  # noqa: F401
 from jaxcnn.data import augment
 from jaxcnn.errors import CheckpointError, ConfigError
 from jaxcnn.state import TrainState
@@ -97,6 +98,9 @@ def start(config, model, schedule, template, mesh, restore_only: bool = False
   try:
     if hasattr(method, 'bind'):
       method.bind(structured.Graph(model, experiment.input_shape(config)))
+    if hasattr(method, 'set_calibration'):  # qcnn, int8, qat: real batches
+      method.set_calibration(model, calibrate.calibration_images(
+          config, method.cfg.calib_batches), dense['batch_stats'])
     params = method.convert(dense['params']) if method else dense['params']
     params = jax.tree.map(jnp.asarray, params)
     tx = optim.make_tx(config, params, schedule)
@@ -176,7 +180,6 @@ def finish(session: Session, state, splits, workdir: str, results: dict,
   fn = _logits_fn(model, spec)
   x, y = splits.x_test, splits.y_test
   enc = config.compress.encoding if method.name == 'prune' else 'dense'
-  enc = getattr(method, 'encoding', enc)  # binary methods: bit-packed
   enc = getattr(method, 'encoding', enc)  # binary methods: bit-packed
   model_meta = {'model': config.model.name,
                 'model_kwargs': experiment.model_kwargs(config),
