@@ -1,0 +1,31 @@
+"""Post-training int8 of the TF tutorial net (runs/cifar10_tutorial): per-
+channel weight scales, per-layer activation scales from 8 calibration
+batches; accuracy of the int8 x int8 -> int32 inference path. `:int4`
+quantizes the weights to 4 bits (activations stay 8-bit). PTQ trains
+nothing: the single step applies a zero update.
+
+  JAXCNN_DATA_DIR=../shared/data python -m jaxcnn.main \
+      --config configs/compress/cifar10_tutorial_int8.py \
+      --workdir runs/a1_int8_cifar10_tutorial_cfg
+"""
+import os
+
+from jaxcnn.config_base import load_sibling
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def get_config(arg=None):
+  c = load_sibling(os.path.join(_ROOT, 'configs', 'x.py'), 'cifar10_tutorial')
+  c.init_from = os.path.join(_ROOT, 'runs', 'cifar10_tutorial')
+  c.compress.method = 'int8'
+  c.compress.int8.weight_bits = 8
+  c.compress.int8.act_bits = 8
+  c.num_train_steps = 1
+  c.eval_every_steps = c.checkpoint_every_steps = c.num_train_steps
+  if arg == 'int4':
+    c.compress.int8.weight_bits = 4
+  elif arg and arg != 'smoke':
+    raise ValueError(f'unknown config argument {arg!r}; valid: int4, smoke')
+  return c
