@@ -54,8 +54,14 @@ def make_writer(workdir: str, is_main: bool, enabled: bool = True):
     tf.config.set_visible_devices([], 'GPU')  # JAX owns every GPU
     from clu import metric_writers
   except ImportError as e:  # clu's TensorBoard writer needs TF + tensorboard
-    logging.warning('TensorBoard writer unavailable (%s); logging only', e)
-    return _LogOnlyWriter()
+    try:
+      from jaxcnn.torch_writer import TorchTensorboardWriter
+      logging.warning('no TF (%s): TensorBoard events through PyTorch', e)
+      return TorchTensorboardWriter(workdir)
+    except ImportError as e2:
+      logging.warning('TensorBoard writer unavailable (%s; %s); logging only',
+                      e, e2)
+      return _LogOnlyWriter()
   return metric_writers.create_default_writer(workdir, asynchronous=True)
 
 
