@@ -9,12 +9,16 @@ numpy arrays or a workdir, never live training objects, except
   <workdir>/confusion_matrix.png  test set, with per-class precision/recall
   <workdir>/per_class.json        the same numbers
   <workdir>/filters.png           kernels of the first conv layer
+
+The same for any finished workdir (read-only; PNGs go to OUT_DIR):
+  python -m jaxcnn.plots WORKDIR OUT_DIR
 """
 from __future__ import annotations
 
 import functools
 import json
 import os
+import sys
 from typing import Sequence
 
 import numpy as np
@@ -284,13 +288,20 @@ def tradeoff(points: list[dict], path: str,
   return _save(fig, path)
 
 
-def end_of_training(config, model, state, splits, workdir: str) -> dict:
+def end_of_training(config, model, state, splits, workdir: str,
+                    out_dir: str | None = None) -> dict:
   """train.py's hook: curves, test confusion matrix, first-conv filters.
-  Uses the EMA weights when the run kept them (what the tutorial reports)."""
+  Uses the EMA weights when the run kept them (what the tutorial reports).
+  Reads metrics.jsonl from `workdir`, writes into `out_dir` (default:
+  `workdir`)."""
   from jaxcnn import summaries
   from jaxcnn.data import augment, datasets
   import jax
-  out = {'curves': training_curves(workdir)}
+  out_dir = out_dir or workdir
+  out = {}
+  if os.path.exists(os.path.join(workdir, METRICS_FILE)):
+    out['curves'] = training_curves(workdir,
+                                    os.path.join(out_dir, 'curves.png'))
   ema = bool(state.ema_params)
   params = jax.device_get(state.ema_params if ema else state.params)
   stats = jax.device_get(state.batch_stats)
@@ -301,10 +312,10 @@ def end_of_training(config, model, state, splits, workdir: str) -> dict:
   cm = confusion(splits.y_test, probs.argmax(-1), len(names))
   weights = 'EMA' if ema else 'raw'
   out['confusion_matrix'] = confusion_matrix(
-      cm, names, os.path.join(workdir, 'confusion_matrix.png'),
+      cm, names, os.path.join(out_dir, 'confusion_matrix.png'),
       title=f'{config.model.name} ({weights} weights)')
   pc = per_class(cm)
-  with open(os.path.join(workdir, 'per_class.json'), 'w') as f:
+  with open(os.path.join(out_dir, 'per_class.json'), 'w') as f:
     json.dump({'weights': weights, 'class_names': list(names),
                'confusion': cm.tolist(),
                **{k: v.tolist() for k, v in pc.items()}}, f, indent=1)
@@ -312,7 +323,31 @@ def end_of_training(config, model, state, splits, workdir: str) -> dict:
   conv = summaries.first_conv(model, experiment.input_shape(config))
   kernel = summaries.kernel_at(params, conv) if conv else None
   if kernel is not None and np.ndim(kernel) == 4:
-    out['filters'] = filters(kernel, os.path.join(workdir, 'filters.png'),
+    out['filters'] = filters(kernel, os.path.join(out_dir, 'filters.png'),
                              f'{conv} ({weights} weights)')
   print('plots: ' + ', '.join(out.values()), flush=True)
   return out
+
+
+def main(argv) -> int:
+  if len(argv) != 3:
+    print('usage: python -m jaxcnn.plots WORKDIR OUT_DIR', file=sys.stderr)
+    return 2
+  from jaxcnn import checkpoint, experiment, parallel
+  from jaxcnn.compress.__main__ import trained_config
+  from jaxcnn.data import sources
+  workdir, out_dir = argv[1], argv[2]
+  c = trained_config(workdir)
+  state, step, _ = checkpoint.load_latest(
+      os.path.join(workdir, 'checkpoints'),
+      experiment.state_template(c, parallel.make_mesh()))
+  splits = sources.load(c.dataset.name, data_dir=c.data_dir,
+                        cache_dir=c.cache_dir)
+  print(f'{workdir}: step {step}')
+  end_of_training(c, experiment.build_model(c), state, splits, workdir,
+                  out_dir)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main(sys.argv))
