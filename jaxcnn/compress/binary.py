@@ -33,15 +33,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.compress import base
-from jaxcnn.models.binary import binary_weights, quantize_act
+from jaxcnn.models.binary import binary_weights, htanh_ste, quantize_act
 
 
 def stochastic_sign(w: jax.Array, key: jax.Array) -> jax.Array:
   """+1 with probability hard_sigmoid(w), else -1; Htanh STE gradient."""
   p = jnp.clip((w + 1.0) / 2.0, 0.0, 1.0)
   b = jnp.where(jax.random.uniform(key, w.shape) < p, 1.0, -1.0)
-  h = jnp.clip(w, -1.0, 1.0)
-  return h + jax.lax.stop_gradient(b.astype(w.dtype) - h)
+  return htanh_ste(w, b.astype(w.dtype))
 
 
 def binarize_input(x: jax.Array, bits: int = 1, center: bool = True

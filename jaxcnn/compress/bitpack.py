@@ -119,10 +119,7 @@ def _interceptor(packed, next_fun, args, kwargs, context):
                     (module.strides, module.strides), module.padding)
   else:
     y = packed_dense(x, words, kernel.shape[0])
-  y = y.astype(x.dtype)
-  if module.scale:
-    y = y * binary_models.filter_scale(kernel).reshape(-1)
-  return y
+  return binary_models.scale_output(y.astype(x.dtype), kernel, module.scale)
 
 
 def find_binary_kernels(model: nn.Module, variables: dict, x) -> list[str]:

@@ -54,10 +54,16 @@ def quantize_act(x: jax.Array, bits: int) -> jax.Array:
     return sign_ste(x)
   if not 2 <= bits <= 4:
     raise ValueError(f'activation bits must be 1..4, got {bits}')
-  h = jnp.clip(x, -1.0, 1.0)
   n = float(2 ** bits - 1)
-  q = jnp.round((h + 1.0) * (n / 2.0)) * (2.0 / n) - 1.0
-  return h + jax.lax.stop_gradient(q - h)
+  q = jnp.round((jnp.clip(x, -1.0, 1.0) + 1.0) * (n / 2.0)) * (2.0 / n) - 1.0
+  return htanh_ste(x, q)
+
+
+def htanh_ste(x: jax.Array, q: jax.Array) -> jax.Array:
+  """Value q, gradient that of Htanh(x): 1 for |x| <= 1, else 0 (also at
+  the boundary, where jnp.clip's gradient would be 1/2)."""
+  inside = jax.lax.stop_gradient((jnp.abs(x) <= 1.0).astype(x.dtype))
+  return jax.lax.stop_gradient(q) + (x - jax.lax.stop_gradient(x)) * inside
 
 
 def filter_scale(kernel: jax.Array) -> jax.Array:
@@ -69,6 +75,12 @@ def filter_scale(kernel: jax.Array) -> jax.Array:
 def binary_weights(kernel: jax.Array, scale: bool) -> jax.Array:
   wb = sign_ste(kernel)
   return wb * filter_scale(kernel) if scale else wb
+
+
+def scale_output(y, kernel, scale: bool):
+  """alpha applied after the +-1 product (not folded into the weights), so
+  the float path and bitpack's integer XNOR/popcount path round alike."""
+  return y * filter_scale(kernel).reshape(-1).astype(y.dtype) if scale else y
 
 
 class BinActiv(nn.Module):
@@ -91,10 +103,10 @@ class BinConv(nn.Module):
   def __call__(self, x):
     k = self.param('kernel', nn.initializers.glorot_uniform(),
                    (*self.kernel_size, x.shape[-1], self.features))
-    w = binary_weights(k, self.scale).astype(x.dtype)
-    return jax.lax.conv_general_dilated(
-        x, w, (self.strides, self.strides), self.padding,
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    y = jax.lax.conv_general_dilated(
+        x, sign_ste(k).astype(x.dtype), (self.strides, self.strides),
+        self.padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return scale_output(y, k, self.scale)
 
 
 class BinDense(nn.Module):
@@ -105,7 +117,7 @@ class BinDense(nn.Module):
   def __call__(self, x):
     k = self.param('kernel', nn.initializers.glorot_uniform(),
                    (x.shape[-1], self.features))
-    return x @ binary_weights(k, self.scale).astype(x.dtype)
+    return scale_output(x @ sign_ste(k).astype(x.dtype), k, self.scale)
 
 
 def _bn(train: bool, name: str) -> nn.BatchNorm:
