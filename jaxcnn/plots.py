@@ -71,6 +71,9 @@ def training_curves(workdir: str, path: str | None = None) -> str:
   ax = axes[0]
   ax.plot(*_series(recs, 'train', 'loss'), label='train loss', alpha=0.5)
   ax.plot(*_series(recs, 'train', 'loss_ema'), label='moving average (0.9)')
+  s, v = _series(recs, 'train', 'cross_entropy')
+  if len(v) and not np.allclose(v, _series(recs, 'train', 'loss')[1]):
+    ax.plot(s, v, label='train cross-entropy (no L2)', alpha=0.7)
   for e in evals:
     ax.plot(*_series(recs, e, 'loss'), 'o-', label=f'{e} loss')
   ax.set_title('loss')
