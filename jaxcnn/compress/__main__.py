@@ -113,6 +113,8 @@ def build_config(args):
   c.optim.learning_rate *= lr_scale
   c.optim.schedule = 'cosine'
   c.optim.warmup_epochs = 0.0
+  if args.method == 'distill':  # KD gradients start ~3x the CE's: warm up
+    c.optim.warmup_epochs = min(1.0, args.epochs / 5)
   c.log_every_steps = min(100, steps)
   c.eval_every_steps = steps
   c.checkpoint_every_steps = max(1, min(1000, steps))
