@@ -43,6 +43,10 @@ def get_config(arg=None):
   elif arg == 'a2':
     c.model.act_bits = 2           # a model field override (BNNLeNet5)
   elif arg == 'smoke':
+    # Plain training of the BNN model: the test suite smoke-trains every
+    # config, and the artifact/report step is tested in
+    # tests/test_compress_binary.py instead.
+    c.compress.method = ''
     c.num_train_steps = 5
     c.batch_size = 32
     c.log_every_steps = 1
