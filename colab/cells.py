@@ -61,7 +61,7 @@ model = experiment.build_model(c)
 idx = np.random.default_rng(0).choice(len(splits.x_test), 12, replace=False)
 probs = plots.predict(model, state.params, state.batch_stats,
                       splits.x_test[idx], augment.spec_from_config(c.input),
-                      batch_size=12)
+                      batch_size=c.eval_batch_size)  # the shape already compiled
 names = datasets.get_info(c.dataset.name).class_names
 display(Image(plots.sample_predictions(
     splits.x_test[idx], splits.y_test[idx], probs, names,
