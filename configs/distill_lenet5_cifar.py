@@ -38,7 +38,7 @@ def get_config(arg=None):
     set_smoke(c)
     c.distill.teacher_workdir = ''
     c.distill.mode = 'joint'
-    c.distill.teacher_model = 'simple_cnn'
+    c.distill.teacher_model = 'lenet5'
   elif arg:
     raise ValueError(f'unknown config argument {arg!r}; valid: baseline, '
                      f'{", ".join(TEMPERATURES)}, logits, smoke')
