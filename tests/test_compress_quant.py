@@ -107,6 +107,30 @@ def test_pq_reconstructs_an_exact_product_quantized_matrix():
   assert enc['codes'].nbytes == 8 and enc['codebooks'].size == 24
 
 
+def test_pq_method_slots_rebuild_the_kernel_and_store_as_pq(tmp_path):
+  cfg = ml_collections.ConfigDict(dict(
+      include='fc', exclude='', sub_dim=4, bits=2, iterations=10, seed=0,
+      grad='sum'))
+  w = np.asarray(jax.random.normal(jax.random.key(6), (16, 12)))
+  params = {'fc': {'kernel': w, 'bias': np.zeros(12, np.float32)}}
+  m = pq.PQ(cfg)
+  q = m.convert(params)
+  state = m.init(q)
+  slot, values = state['slot']['fc']['kernel'], state['values']['fc']['kernel']
+  np.testing.assert_array_equal(np.asarray(values)[np.asarray(slot)],
+                                q['fc']['kernel'])
+  assert values.shape == (4 * 4 * 4 + 1,)  # M * K * d slots + the zero slot
+  exp = m.export(q, state)
+  path = str(tmp_path / 'pq.jxcz')
+  sizes = storage.save(path, {'params': exp['params']}, exp['meta'], 'auto')
+  loaded, _ = storage.load(path)
+  np.testing.assert_array_equal(loaded['params']['fc']['kernel'],
+                                exp['params']['fc']['kernel'])
+  np.testing.assert_allclose(loaded['params']['fc']['kernel'],
+                             q['fc']['kernel'], rtol=1e-6)
+  assert sizes['params/fc/kernel'] == 4 * 4 * 4 * 4 + 4 * 12 * 2 // 8
+
+
 def test_qcnn_lowers_the_output_error_below_pq():
   rng = np.random.default_rng(1)
   w = rng.normal(size=(16, 24))

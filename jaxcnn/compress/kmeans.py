@@ -151,14 +151,23 @@ class WeightSharing(base.Method):
     raise NotImplementedError
 
   def convert(self, params):
+    # The session converts the same dense tree twice (fine-tuning start and
+    # the report's no-fine-tuning point); clustering it once is enough.
+    cached = getattr(self, '_converted', None)
+    if cached is not None and cached[0] is params:
+      return cached[1]
+
     def one(path, w, sel):
       if not sel:
         return w
-      return jnp.asarray(self.quantize(base.path_str(path), np.asarray(w)))
-    out = jax.tree_util.tree_map_with_path(one, params,
-                                           self._selected(params))
+      # numpy: the cached tree must outlive the donated train state.
+      return np.asarray(self.quantize(base.path_str(path), np.asarray(w)),
+                        np.float32)
+    out = jax.tree_util.tree_map_with_path(
+        one, jax.tree.map(np.asarray, params), self._selected(params))
     if not any(jax.tree.leaves(self._selected(params))):
       raise ValueError(f'include={self.cfg.include!r} matches no kernel')
+    self._converted = (params, out)
     return out
 
   def init(self, params):

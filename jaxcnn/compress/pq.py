@@ -144,7 +144,7 @@ class PQ(kmeans.WeightSharing):
 
     def slots(w, s, v):
       if not v.ndim:
-        return s
+        return s, v
       x = _subvectors(np.asarray(w), d)
       m, n_out, _ = x.shape
       k = self._k(w)
@@ -179,6 +179,9 @@ class QCNN(PQ):
     self.model, self.calib, self.batch_stats = model, images, batch_stats
 
   def convert(self, params):
+    cached = getattr(self, '_converted', None)
+    if cached is not None and cached[0] is params:
+      return cached[1]
     self.grams = calibrate.input_grams(
         self.model, {'params': params, 'batch_stats': self.batch_stats},
         self.calib)
