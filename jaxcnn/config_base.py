@@ -80,7 +80,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.init_from = ''                 # trained workdir whose latest checkpoint seeds a new run
   c.init_from_weights = 'auto'     # 'params', 'ema', or 'auto' (ema when the run kept it)
   c.compress = ml_collections.ConfigDict()
-  c.compress.method = ''           # '', prune, filter_prune, svd
+  c.compress.method = ''           # '', prune, filter_prune, svd, binary, bwn, xnor
   c.compress.encoding = 'auto'     # sparse artifact: auto (smallest), relative, csr
   c.compress.index_bits = 8        # relative encoding: bits per index gap (4 or 8)
   c.compress.prune = ml_collections.ConfigDict()
