@@ -27,14 +27,26 @@ MODEL_CONFIGS = {
     'alexnet_cifar': 'alexnet_cifar',
     'mobilenet_v2_cifar': 'mobilenet_v2_cifar',
     'resnet20_cifar': 'resnet20_cifar',
+    # Needs no data files (sklearn's embedded digits): the harness smoke test.
+    'lenet5_digits': 'quickstart',
 }
 
 # Named sets of XLA compile options, compiled into the same process so that
 # they can be timed interleaved (XLA_FLAGS would need one process each).
-COMPILER_VARIANTS = {
-    'default': {},
-    'onednn': {'xla_cpu_use_onednn': True},
-    'xnnpack': {'xla_cpu_use_xnnpack': True},
+# jaxcnn variants timed side by side in one process: (config overrides, extra
+# XLA compile options). On CPU the train step runs its convolutions on XLA's
+# Eigen kernels (config.xla_cpu_conv='eigen', jaxcnn/ops/cpu_options.py);
+# 'ynnpack' is jaxlib 0.10.2's own default (convs and dots on YNNPACK),
+# 'no_ynn' takes dots off YNNPACK too. 'onednn' / 'xnnpack' are accepted but
+# compile to the same HLO in this jaxlib (built without oneDNN): kept to
+# show that (docs/performance.md).
+VARIANTS = {
+    'default': ({}, {}),
+    'ynnpack': ({'xla_cpu_conv': 'ynnpack'}, {}),
+    'no_ynn': ({}, {'xla_cpu_experimental_ynn_fusion_type': ''}),
+    'onednn': ({}, {'xla_cpu_use_onednn': True}),
+    'xnnpack': ({}, {'xla_cpu_use_xnnpack': True}),
+    'bf16': ({'precision': 'bfloat16'}, {}),
 }
 
 
@@ -51,7 +63,7 @@ def load_config(model: str, configs_dir: str, batch_size: int,
   return config
 
 
-def matmul_peak(n: int = 2048, dtype=jnp.float32, repeats: int = 10) -> float:
+def matmul_peak(n: int = 2048, dtype=jnp.float32, repeats: int = 5) -> float:
   """Best FLOP/s of an n x n matmul on the default device (the 'peak')."""
   a = jax.random.normal(jax.random.key(0), (n, n), dtype)
   b = jax.random.normal(jax.random.key(1), (n, n), dtype)

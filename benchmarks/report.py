@@ -18,7 +18,7 @@ def to_markdown(report: dict) -> str:
       'Versions: ' + ', '.join(f'{k} {x}' for k, x in v.items()) + '.',
       f"Batch {a['batch']}, {a['reps']} interleaved repetitions of "
       f"{a['steps']} steps after {a['warmup']} warm-up steps; precision "
-      f"{a['precision'] or 'per config (float32)'}. Matmul peak (2048^2): "
+      f"{a['precision'] or 'per config (float32)'}. Matmul peak ({a.get('peak_n', 2048)}^2): "
       f"{report['matmul_peak_flops'] / 1e9:.0f} GFLOP/s.", '',
       '| model | runner | train img/s (min..max) | ms/step | eval img/s | '
       'compile s | XLA MB | device peak MB | train FLOP/s % of peak |',

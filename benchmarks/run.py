@@ -5,7 +5,7 @@
   python -m benchmarks.run --precision bfloat16  # GPU: bf16 mixed precision
 
 Per model, every runner (jaxcnn, torch eager, torch.compile, tf, tf+xla, and
-jaxcnn compiled with other XLA options via --jax_variants) is built and
+jaxcnn variants, e.g. other XLA options, via --jax_variants) is built and
 warmed up, then timed INTERLEAVED: each repetition runs `--steps` steps of
 every runner in turn, so background load hits all of them alike. Reported
 per runner: median and spread (min..max over repetitions) of train and eval
@@ -48,15 +48,19 @@ def _build_runners(model, args, log, configs_dir):
                                  args.precision)
   out, skipped = [], {}
   for variant in args.jax_variants.split(','):
-    opts = jax_bench.COMPILER_VARIANTS[variant]
+    overrides, opts = jax_bench.VARIANTS[variant]
+    cfg = config.copy_and_resolve_references()
+    for k, v in overrides.items():
+      cfg[k] = v
     try:
-      out.append(jax_bench.JaxRunner(model, config, opts, variant))
+      out.append(jax_bench.JaxRunner(model, cfg, opts, variant))
     except Exception as e:  # e.g. an XLA option this jaxlib lacks
       if variant == 'default':
         raise
       skipped[f'jaxcnn[{variant}]'] = f'{type(e).__name__}: {e}'[:200]
   jr = out[0]
   shape, classes = jr.input_shape, jr.info.num_classes
+  model = config.model.name  # the references are named like the registry
   wanted = args.frameworks.split(',')
   specs = [('torch', 'torch eager', lambda: ref.TorchRunner(
                model, shape, classes, args.batch, False, args.precision)),
@@ -173,8 +177,8 @@ def main(argv=None) -> dict:
   p.add_argument('--frameworks', default=','.join(ALL_FRAMEWORKS),
                  help=f'subset of {",".join(ALL_FRAMEWORKS)}')
   p.add_argument('--jax_variants', default='default',
-                 help='jaxcnn compiled with these XLA option sets, timed '
-                 'interleaved: default,onednn,xnnpack')
+                 help='jaxcnn variants (benchmarks/jax_bench.VARIANTS), timed '
+                 'interleaved, e.g. default,ynnpack,bf16')
   p.add_argument('--batch', type=int, default=128)
   p.add_argument('--reps', type=int, default=5)
   p.add_argument('--steps', type=int, default=5, help='steps per repetition')
@@ -188,6 +192,8 @@ def main(argv=None) -> dict:
   p.add_argument('--threads', type=int, default=0,
                  help='CPU threads of every framework (0: their defaults); '
                  '1 also makes XLA:CPU single-threaded')
+  p.add_argument('--peak_n', type=int, default=2048,
+                 help='size of the square matmul that measures the peak')
   p.add_argument('--out', default='', help='output prefix for .json/.md')
   args = p.parse_args(argv)
   if args.threads == 1 and 'jax' not in sys.modules:
@@ -203,16 +209,16 @@ def main(argv=None) -> dict:
     ref.set_threads(args.threads)
   from benchmarks import jax_bench
   for v in args.jax_variants.split(','):
-    if v not in jax_bench.COMPILER_VARIANTS:
+    if v not in jax_bench.VARIANTS:
       p.error(f'unknown --jax_variants {v!r}; valid: '
-              f'{", ".join(jax_bench.COMPILER_VARIANTS)}')
+              f'{", ".join(jax_bench.VARIANTS)}')
   def log(msg):
     print(msg, flush=True)
   dev = jax.devices()[0]
   load_start = os.getloadavg()
   log(f'device {dev.device_kind} ({dev.platform}); load {load_start}')
-  peak = jax_bench.matmul_peak()
-  log(f'matmul peak (2048^2 fp32): {peak / 1e9:.1f} GFLOP/s')
+  peak = jax_bench.matmul_peak(args.peak_n)
+  log(f'matmul peak ({args.peak_n}^2 fp32): {peak / 1e9:.1f} GFLOP/s')
   results = []
   for model in args.models.split(','):
     log(f'== {model}')
@@ -223,7 +229,7 @@ def main(argv=None) -> dict:
           + (f', eval {ev:8.1f} img/s' if ev else ''))
     log(f"  ratios: {json.dumps(r['ratios'])}")
     results.append(r)
-  peak_end = jax_bench.matmul_peak()
+  peak_end = jax_bench.matmul_peak(args.peak_n)
   report = {
       'device': {'platform': dev.platform, 'kind': dev.device_kind},
       'host': f'{platform.machine()}, {os.cpu_count()} CPU cores',

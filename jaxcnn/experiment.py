@@ -75,6 +75,9 @@ def validate(config) -> None:
     bad(f'ema_decay must be in [0, 1), got {config.ema_decay}')
   if config.precision not in ('float32', 'bfloat16'):
     bad(f"precision must be 'float32' or 'bfloat16', got {config.precision!r}")
+  if config.xla_cpu_conv not in ('eigen', 'ynnpack'):
+    bad("xla_cpu_conv must be 'eigen' or 'ynnpack', got "
+        f'{config.xla_cpu_conv!r}')
   h = datasets.get_info(config.dataset.name).image_shape[0]
   size = (config.input.resize or h + 2 * config.input.pad)
   if config.input.crop > size:

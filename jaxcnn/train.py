@@ -20,6 +20,7 @@ from jaxcnn.data import augment, pipeline, sources
 from jaxcnn.errors import CheckpointError, JaxcnnError
 from jaxcnn.losses import param_mask
 from jaxcnn.metrics import Reporter, is_time
+from jaxcnn.ops import cpu_options
 
 # Exit code when SIGTERM/SIGINT stopped training after a final checkpoint.
 EXIT_INTERRUPTED = 3
@@ -96,13 +97,18 @@ def make_train_fn(model, tx, schedule, config, params_shape, mesh,
     fn = parallel.tower_step(fn, mesh, config.skip_nonfinite_updates)
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
   state_sharding = repl if state_sharding is None else state_sharding
+  # CPU only: convolutions on XLA's Eigen kernels (jaxcnn/ops/cpu_options.py).
+  opts = cpu_options.train_compiler_options(mesh.devices.flat[0].platform,
+                                            config.xla_cpu_conv)
   if teacher is not None:  # an argument, not constants baked into the jit
     step = jax.jit(fn, in_shardings=(state_sharding, data, repl),
-                   out_shardings=(state_sharding, repl), donate_argnums=0)
+                   out_shardings=(state_sharding, repl), donate_argnums=0,
+                   compiler_options=opts)
     variables = jax.device_put(teacher.variables, repl)
     return lambda state, batch: step(state, batch, variables)
   return jax.jit(fn, in_shardings=(state_sharding, data),
-                 out_shardings=(state_sharding, repl), donate_argnums=0)
+                 out_shardings=(state_sharding, repl), donate_argnums=0,
+                 compiler_options=opts)
 
 
 def train_and_evaluate(config, workdir: str) -> dict:

@@ -1,0 +1,53 @@
+"""Smoke test of the benchmark harness (benchmarks/run.py) on a tiny model.
+
+No timing is asserted: only that a run produces a complete report, and that
+the reference models are the same size as jaxcnn's.
+"""
+import json
+
+import pytest
+
+
+def test_harness_smoke_report(tmp_path):
+  from benchmarks import run
+  out = str(tmp_path / 'bench')
+  report = run.main(['--models', 'lenet5_digits', '--frameworks', 'jaxcnn',
+                     '--reps', '1', '--steps', '1', '--warmup', '1',
+                     '--batch', '8', '--peak_n', '256', '--out', out])
+  with open(out + '.json') as f:
+    saved = json.load(f)
+  assert saved['results'][0]['model'] == 'lenet5_digits'
+  r = report['results'][0]
+  assert r['params'] == 61706 and r['macs_per_image'] == 416520
+  rows = r['rows']
+  # The real pipeline (embedded digits) ran beside the synthetic batch.
+  assert set(rows) == {'jaxcnn', 'jaxcnn (real data)'}
+  for key in ('images_per_sec', 'min', 'max', 'ms_per_step'):
+    assert rows['jaxcnn']['train'][key] > 0
+    assert rows['jaxcnn']['eval'][key] > 0
+  assert rows['jaxcnn']['memory_bytes'] > 0
+  assert 0 < rows['jaxcnn']['flop_fraction']
+  assert r['ratios']['real_vs_synthetic'] > 0
+  assert r['ratios'].keys() == {'real_vs_synthetic'}  # no reference asked for
+  md = open(out + '.md').read()
+  assert '| lenet5_digits | jaxcnn |' in md and 'load average' in md
+
+
+def test_unknown_variant_is_a_usage_error():
+  from benchmarks import run
+  with pytest.raises(SystemExit):
+    run.main(['--jax_variants', 'nonsense'])
+
+
+def test_torch_references_have_jaxcnn_parameter_counts():
+  pytest.importorskip('torch')
+  from benchmarks.reference import torch_models
+  expected = {  # jaxcnn's counts, from the model docstrings and tests
+      ('lenet5', (32, 32, 1)): 61706,
+      ('cifar10_tutorial', (24, 24, 3)): 1068298,
+      ('alexnet_cifar', (32, 32, 3)): 7706442,
+      ('resnet20_cifar', (32, 32, 3)): 269722,
+      ('mobilenet_v2_cifar', (32, 32, 3)): 2236682,
+  }
+  for (name, shape), n in expected.items():
+    assert torch_models.param_count(torch_models.build(name, shape, 10)) == n
