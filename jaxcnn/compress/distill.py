@@ -88,7 +88,7 @@ def _check_settings(config) -> None:
     bad(f'temperature must be > 0, got {d.temperature}')
   if not 0.0 <= d.hard_weight <= 1.0:
     bad(f'hard_weight must be in [0, 1], got {d.hard_weight}')
-  if config.parallel == 'pmap':
+  if config.parallel == 'pmap' and enabled(config):
     bad("with parallel='pmap' is not supported; use parallel='jit'")
   if d.mode == 'joint':
     if d.teacher_workdir:
