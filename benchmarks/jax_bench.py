@@ -127,6 +127,11 @@ class JaxRunner:
                                self.eval_batch).compile(opts)
     self.eval_compile_s = time.perf_counter() - t
     self.memory_bytes = _compiled_bytes(self._train)
+    # XLA's own count, to cross-check 6 x MACs (it also counts elementwise
+    # work: augmentation, LRN, optimizer).
+    cost = self._train.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    self.xla_flops_per_step = (cost or {}).get('flops')
     self._real = None
 
   def train(self, n: int) -> float:

@@ -131,7 +131,8 @@ def bench_model(model: str, args, peak: float, log) -> dict:
           ev['images_per_sec'] * 2 * jr.macs / peak),
           compile_s=r.compile_s, eval_compile_s=r.eval_compile_s,
           memory_bytes=r.memory_bytes, peak_device_bytes=r.peak_device_bytes(),
-          params=r.params)
+          params=r.params,
+          xla_flops_per_step=getattr(r, 'xla_flops_per_step', None))
     rows[name] = row
   for r in runners:
     r.close()
@@ -229,26 +230,33 @@ def main(argv=None) -> dict:
           + (f', eval {ev:8.1f} img/s' if ev else ''))
     log(f"  ratios: {json.dumps(r['ratios'])}")
     results.append(r)
-  peak_end = jax_bench.matmul_peak(args.peak_n)
+    # Written after every model, so a long run interrupted keeps its rows.
+    report = _write(args, dev, peak, None, load_start, results)
+  report = _write(args, dev, peak, jax_bench.matmul_peak(args.peak_n),
+                  load_start, results)
+  print(to_markdown(report))
+  return report
+
+
+def _write(args, dev, peak, peak_end, load_start, results) -> dict:
+  peaks = [peak] + ([peak_end] if peak_end else [])
   report = {
       'device': {'platform': dev.platform, 'kind': dev.device_kind},
       'host': f'{platform.machine()}, {os.cpu_count()} CPU cores',
       'versions': _versions(), 'python': sys.version.split()[0],
-      'args': vars(args), 'matmul_peak_flops': max(peak, peak_end),
-      'matmul_peak_flops_start_end': [peak, peak_end],
+      'args': vars(args), 'matmul_peak_flops': max(peaks),
+      'matmul_peak_flops_start_end': peaks,
       'loadavg_start': load_start, 'loadavg_end': os.getloadavg(),
       'time_utc': time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime()),
-      'results': results}
-  md = to_markdown(report)
-  print(md)
+      'complete': peak_end is not None, 'results': results}
   out = args.out or os.path.join(ROOT, 'benchmarks', 'results',
                                  f'frameworks_{dev.platform}')
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   with open(out + '.json', 'w') as f:
     json.dump(report, f, indent=2)
   with open(out + '.md', 'w') as f:
-    f.write(md)
-  log(f'wrote {out}.json and {out}.md')
+    f.write(to_markdown(report))
+  print(f'wrote {out}.json and {out}.md', flush=True)
   return report
 
 
