@@ -2,8 +2,9 @@
 (runs/cifar10_tutorial, 82.92% EMA): 1. global magnitude pruning to 85% of
 the kernels, gradual over 60% of 30 epochs of fine-tuning (momentum 0.9,
 cosine from 0.01, EMA; in a 4+2-step CPU smoke run the global threshold at
-90% left the convs nearly dense and kept 1.4% of local3); 2. k-means weight sharing (4-bit conv, 5-bit fc
-codebooks) + 3 epochs of codebook fine-tuning; 3. Huffman coding.
+90% left the convs nearly dense and kept 1.4% of local3); 2. k-means
+weight sharing (4-bit conv, 5-bit fc codebooks) + 3 epochs of codebook
+fine-tuning; 3. Huffman coding.
 
   JAXCNN_DATA_DIR=../shared/data python -m jaxcnn.main \
       --config configs/compress/cifar10_tutorial_deep_compression.py \
