@@ -58,6 +58,8 @@ def notebook(name, title, intro, cells):
       nb.cells.append(v4.new_markdown_cell(c[4:]))
     else:
       nb.cells.append(v4.new_code_cell(c))
+  for i, cell in enumerate(nb.cells):  # stable ids: rebuilds diff cleanly
+    cell['id'] = f'{name}-{i:02d}'
   return nb
 
 
