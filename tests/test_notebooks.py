@@ -95,6 +95,23 @@ def test_notebooks_static_structure():
     assert any('from jaxcnn' in c for c in code)
 
 
+def test_notebooks_match_their_cell_sources():
+  sys.path.insert(0, COLAB)
+  try:
+    import build_notebooks
+    import cells
+  finally:
+    sys.path.remove(COLAB)
+  for name, (title, intro, body) in cells.NOTEBOOKS.items():
+    want = build_notebooks.notebook(name, title, intro,
+                                    [build_notebooks.SHOW] + body)
+    with open(os.path.join(COLAB, f'{name}.ipynb')) as f:
+      have = json.load(f)
+    assert [''.join(c['source']) for c in have['cells']] == [
+        c['source'] for c in want.cells], (
+            f'{name}.ipynb is stale: run python colab/build_notebooks.py')
+
+
 def test_notebooks_execute_in_smoke_mode(executed):
   nb, wd = executed['quickstart']
   assert (wd / 'quickstart' / 'samples.png').exists()
