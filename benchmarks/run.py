@@ -218,8 +218,12 @@ def main(argv=None) -> dict:
   dev = jax.devices()[0]
   load_start = os.getloadavg()
   log(f'device {dev.device_kind} ({dev.platform}); load {load_start}')
-  peak = jax_bench.matmul_peak(args.peak_n)
-  log(f'matmul peak ({args.peak_n}^2 fp32): {peak / 1e9:.1f} GFLOP/s')
+  # The peak in the dtype the convs run in (GPU fp32 matmuls may use TF32).
+  import jax.numpy as jnp
+  pdtype = jnp.bfloat16 if args.precision == 'bfloat16' else jnp.float32
+  peak = jax_bench.matmul_peak(args.peak_n, pdtype)
+  log(f'matmul peak ({args.peak_n}^2 {jnp.dtype(pdtype).name}): '
+      f'{peak / 1e9:.1f} GFLOP/s')
   results = []
   for model in args.models.split(','):
     log(f'== {model}')
@@ -232,7 +236,7 @@ def main(argv=None) -> dict:
     results.append(r)
     # Written after every model, so a long run interrupted keeps its rows.
     report = _write(args, dev, peak, None, load_start, results)
-  report = _write(args, dev, peak, jax_bench.matmul_peak(args.peak_n),
+  report = _write(args, dev, peak, jax_bench.matmul_peak(args.peak_n, pdtype),
                   load_start, results)
   print(to_markdown(report))
   return report
