@@ -109,9 +109,22 @@ def xnor_model(model: nn.Module, include: str, exclude: str = '',
       _xnor_interceptor, inc, exc, bits, center))
 
 
+def apply_any(model, variables: dict, x: jax.Array) -> jax.Array:
+  """apply.apply (compressed inference) for a plain or an xnor-wrapped
+  model. Flax runs the earliest-registered interceptor first, and apply.py's
+  interceptor computes Conv/Dense itself, so the wrapper's input
+  binarisation is registered outside it here."""
+  from jaxcnn.compress import apply as apply_lib
+  if isinstance(model, InterceptedModel):
+    with nn.intercept_methods(model.interceptor):
+      return apply_lib.apply(model.model, variables, x)
+  return apply_lib.apply(model, variables, x)
+
+
 def inference_model(model: nn.Module, meta: dict):
   """The model that runs a loaded artifact: xnor artifacts need the input
-  binarisation their metadata describes; other methods run as stored."""
+  binarisation their metadata describes; other methods run as stored.
+  Run it with its own `.apply(variables, x)` or with `apply_any`."""
   act = meta.get('binary_inputs')
   if not act:
     return model

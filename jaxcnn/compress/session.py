@@ -124,7 +124,9 @@ def start(config, model, schedule, template, mesh, restore_only: bool = False
 def _logits_fn(model, spec):
   @jax.jit
   def fn(variables, images):
-    return apply.apply(model, variables, augment.preprocess_eval(images, spec))
+    # binary.apply_any: an xnor model's input interceptor must run first.
+    return binary.apply_any(model, variables,
+                            augment.preprocess_eval(images, spec))
   return fn
 
 
