@@ -140,12 +140,13 @@ class Reporter:
       self._log_json(step, f'eval_{name}', r)
     self.writer.flush()
 
-  def summaries(self, step: int, out: dict) -> None:
-    """Writes a summary_step's output (jaxcnn/summaries.py) and skips its
-    time in the next examples/sec figure."""
+  def summaries(self, step: int, summary_fn, *args) -> None:
+    """Runs summary_fn(*args) (jaxcnn/summaries.py), writes its output, and
+    leaves its time out of the next examples/sec figure."""
     from jaxcnn import summaries
+    jax.block_until_ready(args)  # the steps already queued still count
     t0 = time.perf_counter()
-    host = jax.device_get(out)
+    host = jax.device_get(summary_fn(*args))
     if self.is_main:
       summaries.write(self.writer, step, host)
     self._t += time.perf_counter() - t0

@@ -203,7 +203,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         batch = next(batches)
         if summary_fn is not None and is_time(step,
                                               config.summary_every_steps):
-          reporter.summaries(step, summary_fn(state, batch))
+          reporter.summaries(step, summary_fn, state, batch)
         state, m = train_fn(state, batch)
         history.append(m)
         reporter.progress()
