@@ -1,12 +1,14 @@
 """k-means weight sharing of the TF tutorial net (runs/cifar10_tutorial):
-4-bit conv / 5-bit FC codebooks, then a short codebook fine-tune. The
-centroid gradient is the MEAN of its weights' gradients here: with ~27k
-local3 weights per centroid the sum (Han et al.) diverged at lr 1e-3
-(docs/quantization.md).
+4-bit conv / 5-bit FC codebooks, then 1/2 epoch of codebook fine-tuning
+with the summed centroid gradient (Han et al.). A local3 centroid sums
+~27k weights' gradients, so the lr is 1e-4 x the dense run's: at 1e-2 x
+the run diverged (docs/quantization.md).
 
   JAXCNN_DATA_DIR=../shared/data python -m jaxcnn.main \
       --config configs/compress/cifar10_tutorial_kmeans.py \
       --workdir runs/a1_kmeans_cifar10_tutorial_cfg
+Same run as `python -m jaxcnn.compress --workdir runs/cifar10_tutorial
+--method kmeans --epochs 0.5 --lr_scale 0.0001 --set kmeans.grad=sum`.
 """
 import os
 
@@ -21,9 +23,9 @@ def get_config(arg=None):
   c.init_from = os.path.join(_ROOT, 'runs', 'cifar10_tutorial')
   c.compress.method = 'kmeans'
   k = c.compress.kmeans
-  k.bits_conv, k.bits_fc, k.init, k.grad = 4, 5, 'linear', 'mean'
-  c.num_train_steps = 97           # 1/4 epoch
-  c.optim.learning_rate = 0.01     # 0.1 x the dense run's
+  k.bits_conv, k.bits_fc, k.init, k.grad = 4, 5, 'linear', 'sum'
+  c.num_train_steps = 195          # 1/2 epoch
+  c.optim.learning_rate = 1e-5     # 1e-4 x the dense run's
   c.optim.schedule = 'cosine'
   c.optim.warmup_epochs = 0.0
   c.eval_every_steps = c.checkpoint_every_steps = c.num_train_steps
