@@ -185,6 +185,12 @@ def test_binary_artifact_round_trip(tmp_path):
   assert nbytes['params/C1/kernel'] == variables['params']['C1'][
       'kernel'].nbytes   # the float first layer stays dense
   assert k.size * 4 / nbytes['params/C5/kernel'] > 20
+  signs = {'params': {'k': np.where(k >= 0, 1.0, -1.0).astype(np.float32)}}
+  storage.save(path, signs, {}, 'binary')      # +-1: the bits alone
+  assert storage.load(path)[0]['params']['k'].tobytes() == signs['params'][
+      'k'].tobytes()
+  assert storage.encode_leaf(signs['params']['k'], 'binary', 8)[1].keys() \
+      == {'bits'}
 
 
 def test_xnor_input_binarisation_and_wrapper():

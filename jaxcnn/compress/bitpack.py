@@ -158,7 +158,8 @@ def apply_packed(model: nn.Module, variables: dict, x: jax.Array,
 
 def encode_binary(w: np.ndarray) -> dict | None:
   """Storage ('binary' in storage.py) of a kernel whose every output filter
-  is +-alpha: {'bits': uint32 [out, words], 'alpha': fp32 [out]}, else None.
+  is +-alpha: {'bits': uint32 [out, words], 'alpha': fp32 [out] (left out
+  when every alpha is 1)}, else None.
   Sign bits are in the (all axes but last) row-major order of the kernel."""
   w = np.asarray(w)
   if w.dtype != np.float32 or w.ndim < 2:
@@ -167,11 +168,16 @@ def encode_binary(w: np.ndarray) -> dict | None:
   alpha = np.abs(m[0])
   if not (np.all(alpha > 0) and np.all(np.abs(m) == alpha)):
     return None
-  return {'bits': pack_np((m >= 0).T), 'alpha': alpha}
+  out = {'bits': pack_np((m >= 0).T)}
+  if not np.all(alpha == 1):   # BinaryConnect/BNN: +-1, no scale to store
+    out['alpha'] = alpha
+  return out
 
 
 def decode_binary(arrays: dict, shape) -> np.ndarray:
   n = int(np.prod(shape[:-1]))
   signs = np.where(unpack_np(arrays['bits'], n), np.float32(1),
                    np.float32(-1))
+  if 'alpha' not in arrays:
+    return signs.T.reshape(shape)
   return (signs * arrays['alpha'][:, None]).T.reshape(shape)
