@@ -46,9 +46,25 @@ class TorchTensorboardWriter:
 
   def write_summaries(self, step: int, values: Mapping[str, Any],
                       metadata: Any = None) -> None:
+    """Scalars, and histograms already bucketed on the device in the
+    TensorBoard tensor layout [k, 3] = (left edge, right edge, count)."""
     del metadata
-    self.write_scalars(step, {k: v for k, v in values.items()
-                              if np.ndim(v) == 0})
+    for k, v in values.items():
+      v = np.asarray(v, np.float64)
+      if v.ndim == 0:
+        self._w.add_scalar(k, float(v), global_step=step)
+      elif v.ndim == 2 and v.shape[1] == 3 and len(v):
+        left, right, count = v[:, 0], v[:, 1], v[:, 2]
+        mid = (left + right) / 2
+        self._w.add_histogram_raw(
+            k, min=float(left[0]), max=float(right[-1]),
+            num=float(count.sum()), sum=float((count * mid).sum()),
+            sum_squares=float((count * mid * mid).sum()),
+            bucket_limits=right.tolist(), bucket_counts=count.tolist(),
+            global_step=step)
+      else:
+        raise ValueError(f'summary {k!r}: expected a scalar or [k, 3] '
+                         f'histogram buckets, got shape {v.shape}')
 
   def write_hparams(self, hparams: Mapping[str, Any]) -> None:
     self.write_texts(0, {'hparams': repr(dict(hparams))})
