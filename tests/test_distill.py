@@ -202,4 +202,5 @@ def test_cli_builds_a_student_config(teacher_dir):
   assert c.distill.teacher_workdir == os.path.abspath(teacher_dir)
   assert (c.init_from, c.compress.method) == ('', '')
   assert c.distill.temperature == 3.0 and c.optim.learning_rate == 0.05
+  assert c.l2.include == '.*'  # not the teacher's layer names
   assert distill.load_teacher(c).config.model.name == 'mlp_small'

@@ -95,6 +95,7 @@ def build_config(args):
     with c.unlocked():
       c.model = {'name': args.student}
     c.ema_decay = 0.0
+    c.l2.include = '.*'  # the teacher's regex may name layers the student lacks
   if args.method in ('svd', 'filter_prune'):
     c.compress[args.method].include = default_include(c, args.method)
   if args.method in ('pq', 'qcnn'):
