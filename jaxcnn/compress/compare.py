@@ -4,8 +4,8 @@
 
 One row per run: method, model, accuracy (dense -> compressed, as measured
 on the loaded artifact), parameters stored, bytes on disk (dense file ->
-compressed file), compression ratio, MACs per image and measured CPU
-latency per image. Markdown goes to stdout and, with --output, to a file.
+compressed file), compression ratio, MACs per image and measured latency
+per image (on the CPU unless the report names another device). Markdown goes to stdout and, with --output, to a file.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import sys
 
 COLUMNS = ('run', 'method', 'model', 'accuracy dense → compressed',
            'params stored', 'bytes on disk', 'ratio', 'MACs/image',
-           'CPU ms/image')
+           'ms/image')
 
 
 def load(workdir: str) -> dict:
@@ -40,7 +40,8 @@ def row(workdir: str, rep: dict) -> list[str]:
           f"{t['compression_ratio']:.2f}x",
           f"{t['macs_before']:,} → {t['macs_after']:,}",
           f"{lat['dense_ms_per_image']:.3f} → "
-          f"{lat['compressed_ms_per_image']:.3f}"]
+          f"{lat['compressed_ms_per_image']:.3f}"
+          f"{' (' + lat['device'] + ')' if lat.get('device', 'cpu') != 'cpu' else ''}"]
 
 
 def table(workdirs: list[str]) -> str:
@@ -49,9 +50,10 @@ def table(workdirs: list[str]) -> str:
   for d in workdirs:
     lines.append('| ' + ' | '.join(row(d, load(d))) + ' |')
   lines += ['', 'Accuracy is that of the loaded artifact on the full test '
-            'set; latency is batch 200 on the CPU, dense and compressed timed '
-            'interleaved within each run (compare ratios, not absolute '
-            'times, across runs).', '']
+            'set; latency is batch 200 on the device the run used (CPU '
+            'unless marked), dense and compressed timed interleaved within '
+            'each run (compare ratios, not absolute times, across runs).',
+            '']
   return '\n'.join(lines)
 
 

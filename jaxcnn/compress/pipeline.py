@@ -200,7 +200,8 @@ def huffman_stage(config, workdir: str) -> dict:
          'compressed_after_finetune': session.accuracy(fn, loaded, x, y)}
   dense_ms, comp_ms = session.latency_ms(fn, [dense_vars, loaded], x[:200])
   lat = {'dense_ms_per_image': dense_ms, 'compressed_ms_per_image': comp_ms,
-         'note': 'the artifact decodes to dense arrays: no speed-up'}
+         'note': 'the artifact decodes to dense arrays: no speed-up',
+         'device': jax.default_backend()}
   rep = report.build(
       model_meta, dense_vars, loaded, dense_bytes, final_bytes,
       apply.count_macs(model, dense_vars, shape),
