@@ -84,8 +84,11 @@ def training_curves(workdir: str, path: str | None = None) -> str:
     ax.plot(s, v, 'o-', label=f'{e} (last {v[-1]:.4f})' if len(v) else e)
   ax.set_title('precision@1')
   ax = axes[2]
-  ax.plot(*_series(recs, 'train', 'learning_rate'))
+  steps, lrs = _series(recs, 'train', 'learning_rate')
+  ax.plot(steps, lrs)
   ax.set_title('learning rate')
+  if len(lrs):  # from 0, so float32 noise on a constant lr stays invisible
+    ax.set_ylim(0, 1.1 * max(lrs))
   for ax in axes:
     ax.set_xlabel('step')
     ax.grid(alpha=0.3)
@@ -344,6 +347,15 @@ def main(argv) -> int:
   state, step, _ = checkpoint.load_latest(
       os.path.join(workdir, 'checkpoints'),
       experiment.state_template(c, parallel.make_mesh()))
+  if step is None:  # never plot a confusion matrix of untrained weights
+    if not os.path.exists(os.path.join(workdir, METRICS_FILE)):
+      print(f'error: {workdir} has neither a checkpoint nor {METRICS_FILE}',
+            file=sys.stderr)
+      return 2
+    os.makedirs(out_dir, exist_ok=True)
+    path = training_curves(workdir, os.path.join(out_dir, 'curves.png'))
+    print(f'{workdir}: no checkpoint, so training curves only: {path}')
+    return 0
   splits = sources.load(c.dataset.name, data_dir=c.data_dir,
                         cache_dir=c.cache_dir)
   print(f'{workdir}: step {step}')
