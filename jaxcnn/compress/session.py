@@ -210,7 +210,9 @@ def finish(session: Session, state, splits, workdir: str, results: dict,
   before_vars, _ = inference_variables(method, graph, oneshot_params,
                                        oneshot_state,
                                        session.dense['batch_stats'])
-  acc = {'dense': accuracy(fn, dense_vars, x, y),
+  # The dense baseline runs with float inputs (xnor wraps the model).
+  dense_fn = _logits_fn(getattr(model, 'model', model), spec)
+  acc = {'dense': accuracy(dense_fn, dense_vars, x, y),
          'compressed_before_finetune': accuracy(fn, before_vars, x, y),
          'compressed_after_finetune': accuracy(fn, loaded, x, y)}
   bench = x[:200]
