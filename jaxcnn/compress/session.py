@@ -211,7 +211,8 @@ def finish(session: Session, state, splits, workdir: str, results: dict,
                                        oneshot_state,
                                        session.dense['batch_stats'])
   # The dense baseline runs with float inputs (xnor wraps the model).
-  dense_fn = _logits_fn(getattr(model, 'model', model), spec)
+  dense_fn = _logits_fn(model.model if isinstance(
+      model, binary.InterceptedModel) else model, spec)
   acc = {'dense': accuracy(dense_fn, dense_vars, x, y),
          'compressed_before_finetune': accuracy(fn, before_vars, x, y),
          'compressed_after_finetune': accuracy(fn, loaded, x, y)}
