@@ -159,3 +159,11 @@ def test_cifar_python_archive_cannot_run_code(tmp_path):
   with pytest.raises(DataFormatError, match='refusing to unpickle'):
     sources.load('cifar10', data_dir=str(tmp_path), allow_download=False)
   assert not (tmp_path / 'pwned').exists()
+
+
+def test_tfds_download_path_imports_resolve():
+  """The TFDS download/prepare code imports importlib_resources lazily, which
+  TFDS 4.9.10 does not declare on Python >= 3.9 (requirements.txt pins it):
+  a missing module would only show up for users who are online."""
+  from tensorflow_datasets.core import dataset_builder
+  assert dataset_builder.importlib_resources.abc.Traversable is not None
