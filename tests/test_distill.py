@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcnn import losses, models, optim, steps, train
+from jaxcnn import losses, models, steps, train
 from jaxcnn.compress import distill
 from jaxcnn.data import augment
 from jaxcnn.errors import CheckpointError, ConfigError
@@ -38,9 +38,20 @@ def test_kd_loss_hand_computed():
     losses.distillation_loss(s, t, jnp.array([0]), temp, lam, 'l2')
 
 
-def _tiny_state(model, tx, key, shape=(8, 8, 1)):
-  from jaxcnn import state as state_lib
-  return state_lib.create(model, tx, key, shape, use_ema=False)
+def np_params(model, seed, shape=(8, 8, 1)):
+  """Random numpy params of the model's shapes: eval_shape compiles
+  nothing, where model.init would compile the PRNG (seconds on 2 cores)."""
+  shapes = jax.eval_shape(lambda: model.init(
+      jax.random.key(0), jnp.zeros((1, *shape))))['params']
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda x: (0.3 * rng.standard_normal(x.shape)).astype(
+      np.float32), shapes)
+
+
+def _tiny_state(params, tx):
+  return TrainState(step=np.zeros((), np.int32), params=params, batch_stats={},
+                    opt_state=tx.init(params), ema_params={},
+                    rng=np.zeros(2, np.uint32))
 
 
 def _step_fn(model, tx, kd, teacher_model=None):
@@ -62,10 +73,9 @@ def test_frozen_teacher_not_updated_and_changes_the_student_update():
   student = models.get_model('mlp', hidden=(16,))
   teacher_model = models.get_model('mlp', hidden=(32,))
   tx = optax.sgd(0.1)
-  t_state = _tiny_state(teacher_model, tx, jax.random.key(1))
-  teacher = {'params': t_state.params, 'batch_stats': {}}
+  teacher = {'params': np_params(teacher_model, 1), 'batch_stats': {}}
   before = jax.tree.map(np.array, teacher)
-  state = _tiny_state(student, tx, jax.random.key(0))
+  state = _tiny_state(np_params(student, 0), tx)
   kd = steps.DistillOptions(temperature=4.0, hard_weight=0.0)
   step = _step_fn(student, tx, kd, teacher_model)
   new, m = step(state, _batch(), teacher)
@@ -76,33 +86,31 @@ def test_frozen_teacher_not_updated_and_changes_the_student_update():
   other = jax.tree.map(lambda w: 3.0 * w, teacher)
   new2, _ = step(state, _batch(), other)
   assert step._cache_size() == 1
-  diff = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+  diff = jax.tree.map(lambda a, b: np.max(np.abs(np.asarray(a - b))),
                       new.params, new2.params)
   assert max(jax.tree.leaves(diff)) > 1e-4
   assert np.isfinite(float(m['loss']))
 
 
 def test_joint_mode_kd_term_gives_teacher_no_gradient():
+  import optax
   student = models.get_model('mlp', hidden=(16,))
   pair = distill.JointModel(student, models.get_model('mlp', hidden=(32,)))
-  params = pair.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))['params']
+  params = np_params(pair, 0)
   assert set(params) == {'student', 'teacher'}
-  x = jnp.asarray(_batch()['image'], jnp.float32) / 255
-  y = jnp.asarray(_batch()['label'])
+  x = _batch()['image'].astype(np.float32) / 255
+  y = _batch()['label']
 
   def kd_only(p):
     s, t = pair.apply({'params': p}, x, method='both')
     return losses.distillation_loss(s, t, y, 3.0, 0.0)
   g = jax.jit(jax.grad(kd_only))(params)
-  assert all(float(jnp.max(jnp.abs(v))) == 0.0
-             for v in jax.tree.leaves(g['teacher']))
-  assert max(float(jnp.max(jnp.abs(v)))
-             for v in jax.tree.leaves(g['student'])) > 0
+  g = jax.tree.map(np.asarray, g)
+  assert all(np.all(v == 0) for v in jax.tree.leaves(g['teacher']))
+  assert max(np.max(np.abs(v)) for v in jax.tree.leaves(g['student'])) > 0
   # And the joint train step updates both halves (the teacher by its CE).
-  tx = optim.make_tx(_joint_config(), params, lambda s: 0.1)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                     batch_stats={}, opt_state=tx.init(params), ema_params={},
-                     rng=jax.random.key_data(jax.random.key(0)))
+  tx = optax.sgd(0.1)
+  state = _tiny_state(params, tx)
   kd = steps.DistillOptions(3.0, 0.5, 'kd', joint=True)
   new, _ = _step_fn(pair, tx, kd)(state, _batch())
   for half in ('student', 'teacher'):
@@ -110,26 +118,28 @@ def test_joint_mode_kd_term_gives_teacher_no_gradient():
                            params[half]['fc1']['kernel'])
 
 
-def _joint_config():
-  from configs import quickstart
-  return quickstart.get_config()
+def write_workdir(c, d, params, step):
+  """A workdir as training leaves it: config.json + an orbax checkpoint
+  (numpy params; readers use params / ema_params / batch_stats only)."""
+  from jaxcnn import checkpoint
+  ckpt = checkpoint.Checkpointer(os.path.join(d, 'checkpoints'),
+                                 async_save=False)
+  ckpt.save(step, TrainState(step=np.asarray(step, np.int32), params=params,
+                             batch_stats={}, opt_state={}, ema_params={},
+                             rng=np.zeros(2, np.uint32)))
+  ckpt.close()
+  train.write_config(c, d)
 
 
 @pytest.fixture(scope='module')
 def teacher_dir(tmp_path_factory):
-  """A teacher workdir as training leaves it (config.json + an orbax
-  checkpoint at step 2), from an initialised MLP to save a compile."""
+  """A teacher workdir (MLP on the digits, checkpoint at step 2)."""
   from configs import quickstart
-  from jaxcnn import checkpoint, experiment, parallel
   c = quickstart.get_config()
   c.model.name = 'mlp_small'
   d = str(tmp_path_factory.mktemp('teacher'))
-  state = experiment.state_template(c, parallel.make_mesh())
-  ckpt = checkpoint.Checkpointer(os.path.join(d, 'checkpoints'),
-                                 async_save=False)
-  ckpt.save(2, state.replace(step=state.step + 2))
-  ckpt.close()
-  train.write_config(c, d)
+  write_workdir(c, d, np_params(models.get_model('mlp_small'), 2,
+                                (32, 32, 1)), 2)
   return d
 
 

@@ -12,7 +12,8 @@ A config with compress.method='deep_compression' runs it
 `python -m jaxcnn.compress --method deep_compression`. Nothing is lost on
 failure: each stage is a normal run that resumes from its own checkpoints,
 a stage with a compression_report.json is finished and skipped, and stage
-3 is a pure function of stage 2's artifact.
+3 is a pure function of stage 2's artifact (skipped too once WORKDIR has
+its report).
 
 The final report (compression_report.json / .md / .png in WORKDIR) is the
 usual one for dense -> final file, plus `stages`: per layer and in total the
@@ -94,7 +95,11 @@ def run(config, workdir: str) -> dict:
       c.init_from_weights = _report(c.init_from)['weights_used']
     print(f'deep_compression: stage {os.path.basename(d)}', flush=True)
     train.train_and_evaluate(c, d)
-  rep = huffman_stage(config, workdir)
+  rep = _report(workdir)
+  if rep is None or not os.path.exists(os.path.join(workdir, 'model.jxcz')):
+    rep = huffman_stage(config, workdir)
+  else:
+    print(f'deep_compression: {workdir} is finished', flush=True)
   acc = rep['accuracy']['compressed_after_finetune']
   return {'params': {'precision@1': acc}}
 
