@@ -130,25 +130,28 @@ def _tiny_bnn():
   model = models.get_model('bnn_lenet5', features=(4, 8, 16), hidden=8,
                            scale=True)
   x = jax.random.normal(jax.random.key(0), (3, 32, 32, 1))
-  v = model.init(jax.random.key(1), x)
+  v = jax.jit(model.init)(jax.random.key(1), x)
   return model, v, x
 
 
 def test_bnn_forward_grad_and_packed_inference_equal():
   model, v, x = _tiny_bnn()
+  packed = bitpack.packed_weights(model, v, x)
+  assert sorted(packed) == ['C3', 'C5', 'F6']
 
   def loss(p):
     out, _ = model.apply({**v, 'params': p}, x, train=True,
                          mutable=['batch_stats'])
     return jnp.sum(out ** 2)
-  g = jax.jit(jax.grad(loss))(v['params'])
+
+  @jax.jit  # one compile for the gradient and both inference paths
+  def run(v, x, packed):
+    return (jax.grad(loss)(v['params']), model.apply(v, x),
+            bitpack.apply_packed(model, v, x, packed))
+  g, logits, got = run(v, x, packed)
   assert jax.tree.map(jnp.shape, g) == jax.tree.map(jnp.shape, v['params'])
   assert all(np.all(np.isfinite(l)) for l in jax.tree.leaves(g))
   assert float(jnp.abs(g['C3']['kernel']).sum()) > 0  # the STE passes grads
-  packed = bitpack.packed_weights(model, v, x)
-  assert sorted(packed) == ['C3', 'C5', 'F6']
-  logits, got = jax.jit(lambda v, x, p: (
-      model.apply(v, x), bitpack.apply_packed(model, v, x, p)))(v, x, packed)
   assert logits.shape == (3, 10)
   np.testing.assert_array_equal(np.asarray(got), np.asarray(logits))
 
@@ -204,7 +207,7 @@ def test_xnor_input_binarisation_and_wrapper():
   np.testing.assert_array_equal(np.sign(y), np.where(centered >= 0, 1, -1))
   model = models.get_model('simple_cnn', features=(4, 4), hidden=8)
   img = jnp.ones((2, 8, 8, 3)) * jnp.arange(8.0)[None, :, None, None]
-  v = model.init(jax.random.key(0), img)
+  v = jax.jit(model.init)(jax.random.key(0), img)
   meta = binary.XNOR(_cfg(include='^(conv2|fc1)/kernel$')).export(
       v['params'], {})['meta']
   wrapped = binary.inference_model(model, meta)
