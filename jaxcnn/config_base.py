@@ -146,7 +146,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.compress.pq.iterations = 20    # k-means / Q-CNN alternating iterations
   c.compress.pq.seed = 0           # codeword init sampling
   c.compress.pq.grad = 'sum'       # codeword fine-tuning gradient: sum or mean
-  c.compress.pq.calib_batches = 8  # qcnn: training batches (eval preprocessing) of layer inputs
+  c.compress.pq.calib_batches = 32  # qcnn: training batches of layer inputs (X^T X needs >= in rows)
   c.compress.pq.passes = 2         # qcnn: sweeps over sub-spaces with error correction
   # int8 (post-training) and qat (fake-quant training, STE): symmetric
   # per-output-channel weight scales, per-layer activation scales from

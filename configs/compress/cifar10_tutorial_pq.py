@@ -29,6 +29,7 @@ def get_config(arg=None):
   c.eval_every_steps = c.checkpoint_every_steps = c.num_train_steps
   if arg == 'qcnn':
     c.compress.method = 'qcnn'
+    p.calib_batches = 32           # 4,096 images: full-rank X^T X for local3
   elif arg == 'smoke':
     c.num_train_steps = 4
   elif arg:
