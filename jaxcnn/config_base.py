@@ -159,6 +159,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.compress.int8.calib_batches = 8  # training batches for the activation scales
   c.compress.int8.act_percentile = 100.0  # activation range: this percentile of |x| (100 = max)
 
+  # Deep Compression (Han et al.; jaxcnn/compress/pipeline.py) with
+  # compress.method='deep_compression': stage workdirs 1_prune (compress.prune
+  # settings) -> 2_kmeans (compress.kmeans) -> Huffman-coded model.jxcz.
+  c.compress.deep_compression = ml_collections.ConfigDict()
+  c.compress.deep_compression.prune_steps = 1000  # stage 1: prune + fine-tune steps
+  c.compress.deep_compression.quantize_steps = 500  # stage 2: codebook fine-tuning steps
+  c.compress.deep_compression.quantize_lr_scale = 0.01  # stage 2 lr = this x optim.learning_rate
+
   # Knowledge distillation (Hinton et al.; jaxcnn/compress/distill.py). Off
   # while mode is 'frozen' and teacher_workdir is ''.
   c.distill = ml_collections.ConfigDict()
@@ -169,14 +177,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.distill.loss = 'kd'            # kd: soft-target CE; logits: 1/2 ||s/T - t/T||^2
   c.distill.temperature = 4.0      # T; the soft term is scaled by T^2
   c.distill.hard_weight = 0.1      # lambda: weight of CE(student, labels)
-
-  # Deep Compression (Han et al.; jaxcnn/compress/pipeline.py) with
-  # compress.method='deep_compression': stage workdirs 1_prune (compress.prune
-  # settings) -> 2_kmeans (compress.kmeans) -> Huffman-coded model.jxcz.
-  c.compress.deep_compression = ml_collections.ConfigDict()
-  c.compress.deep_compression.prune_steps = 1000  # stage 1: prune + fine-tune steps
-  c.compress.deep_compression.quantize_steps = 500  # stage 2: codebook fine-tuning steps
-  c.compress.deep_compression.quantize_lr_scale = 0.01  # stage 2 lr = this x optim.learning_rate
 
   c.distributed = ml_collections.ConfigDict()
   c.distributed.coordinator_address = ''  # host:port; '' -> $JAX_COORDINATOR_ADDRESS

@@ -31,9 +31,6 @@ Leaf encodings (chosen per leaf, the smallest wins under 'auto'):
 Binary methods use 'binary': kernels whose every output filter is
 +-alpha become sign bits in uint32 words plus one fp32 alpha per filter
 (bitpack.encode_binary); other leaves stay dense.
-Binary methods use 'binary': kernels whose every output filter is
-+-alpha become sign bits in uint32 words plus one fp32 alpha per filter
-(bitpack.encode_binary); other leaves stay dense.
 Decoding reproduces every stored float bit for bit, so the loaded net's
 logits equal the in-memory net's.
 """
@@ -230,11 +227,6 @@ def encode_leaf(w: np.ndarray, encoding: str, bits: int, hint=None):
     packed = bitpack.encode_binary(w)
     return ('binary', packed) if packed is not None else (
         'dense', options['dense'])
-  if encoding == 'binary':  # 1 bit per weight + alpha per filter
-    from jaxcnn.compress import bitpack
-    packed = bitpack.encode_binary(w)
-    return ('binary', packed) if packed is not None else (
-        'dense', options['dense'])
   if w.dtype == np.int8 and w.size > 1 and encoding != 'dense':
     packed = encode_packed_int(w)
     if packed is not None:
@@ -349,9 +341,6 @@ def load(path: str) -> tuple[dict, dict]:
       flat[name] = decode_relative(arrays, info['shape'], info['bits'])
     elif enc == 'csr':
       flat[name] = decode_csr(arrays, info['shape'])
-    elif enc == 'binary':
-      from jaxcnn.compress import bitpack
-      flat[name] = bitpack.decode_binary(arrays, info['shape'])
     elif enc == 'binary':
       from jaxcnn.compress import bitpack
       flat[name] = bitpack.decode_binary(arrays, info['shape'])
