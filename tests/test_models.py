@@ -31,8 +31,21 @@ EXPECTED = {
     'mobilenet_v2_cifar': ((32, 32, 3), 2_236_682),
     'shufflenet_v2_cifar': ((32, 32, 3), 1_263_854),
     'resnet20_cifar': ((32, 32, 3), 269_722),
+    # 784-800-800-10 etc.: 784*800+800 + 800*800+800 + 800*10+10.
+    'mlp': ((28, 28, 1), 1_276_810),
+    'mlp_large': ((28, 28, 1), 2_395_210),
+    'mlp_small': ((28, 28, 1), 55_050),
+    # Binary nets (regression counts; BatchNorm scale/bias included). Their
+    # forward and gradients are tested in test_compress_binary.py.
+    'bnn_lenet5': ((32, 32, 1), 530_954),
+    'bnn_mlp': ((28, 28, 1), 2_917_386),
+    'bnn_cifar': ((32, 32, 3), 3_257_354),
+    'bnn_resnet_cifar': ((32, 32, 3), 3_257_354),
+    'xnor_cifar': ((32, 32, 3), 3_257_354),
 }
 BN_MODELS = ('resnet20_cifar', 'shufflenet_v2_cifar', 'mobilenet_v2_cifar')
+BINARY_MODELS = ('bnn_lenet5', 'bnn_mlp', 'bnn_cifar', 'bnn_resnet_cifar',
+                 'xnor_cifar')
 
 
 def _abstract_vars(model, hwc, batch=1):
@@ -100,7 +113,8 @@ def test_parameter_count_variants(name, hwc, overrides, want):
 
 # BN models are run in test_batchnorm_train_vs_eval, alexnet_imagenet below.
 @pytest.mark.parametrize(
-    'name', sorted(set(EXPECTED) - {'alexnet_imagenet', *BN_MODELS}))
+    'name', sorted(set(EXPECTED) - {'alexnet_imagenet', *BN_MODELS,
+                                    *BINARY_MODELS}))
 def test_forward_shape_and_finite(name):
   hwc, _ = EXPECTED[name]
   model = get_model(name)
