@@ -42,6 +42,18 @@ def _synthetic(batch, shape, classes, seed=0):
   return x, y
 
 
+def _time_first_steps(runner) -> None:
+  """The first train/eval step of a runner includes its tracing and codegen
+  (torch.compile, tf.function, XLA): record them as compile times."""
+  t = time.perf_counter()
+  runner.train(1)
+  runner.compile_s = time.perf_counter() - t
+  t = time.perf_counter()
+  runner.eval(1)
+  runner.eval_compile_s = time.perf_counter() - t
+  runner.memory_bytes = None
+
+
 class TorchRunner:
   """PyTorch eager, or torch.compile of the model ('torch.compile')."""
   framework = 'torch'
@@ -65,14 +77,7 @@ class TorchRunner:
     self.fwd = torch.compile(self.model) if compiled else self.model
     if self.device == 'cuda':
       torch.cuda.reset_peak_memory_stats()
-    # First steps include torch.compile's tracing and codegen.
-    t = time.perf_counter()
-    self.train(1)
-    self.compile_s = time.perf_counter() - t
-    t = time.perf_counter()
-    self.eval(1)
-    self.eval_compile_s = time.perf_counter() - t
-    self.memory_bytes = None
+    _time_first_steps(self)
 
   def _autocast(self):
     return self.torch.autocast(self.device, self.torch.bfloat16,
@@ -154,13 +159,7 @@ class TFRunner:
     self.gpu = bool(tf.config.list_physical_devices('GPU'))
     if self.gpu:
       tf.config.experimental.reset_memory_stats('GPU:0')
-    t = time.perf_counter()
-    self.train(1)
-    self.compile_s = time.perf_counter() - t
-    t = time.perf_counter()
-    self.eval(1)
-    self.eval_compile_s = time.perf_counter() - t
-    self.memory_bytes = None
+    _time_first_steps(self)
 
   def train(self, n):
     for _ in range(n):
