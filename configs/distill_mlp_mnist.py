@@ -5,10 +5,10 @@ warm-up.
 
   JAXCNN_DATA_DIR=../shared/data python -m jaxcnn.main \
       --config configs/distill_mlp_mnist.py --workdir runs/distill_mlp_mnist
-Variants: ':baseline' the same MLP on hard labels only; ':T20' T=20 (the
-default is T=4, lambda = 0.1 on the hard labels); ':joint' a LeNet-5 teacher
-trained from scratch alongside; ':smoke' 3 joint steps. Results in
-docs/distillation_deep_compression.md.
+Variants: ':baseline' the same MLP on hard labels only; ':T1', ':T3',
+':T20' T=1, 3, 20 (the default is T=4, lambda = 0.1 on the hard labels);
+':joint' a LeNet-5 teacher trained from scratch alongside; ':smoke' 3 joint
+steps. Results in docs/distillation_deep_compression.md.
 """
 from jaxcnn.config_base import load_sibling, set_smoke
 import os
@@ -31,8 +31,8 @@ def get_config(arg=None):
   c.distill.hard_weight = 0.1
   if arg == 'baseline':
     c.distill.teacher_workdir = ''
-  elif arg == 'T20':
-    c.distill.temperature = 20.0
+  elif arg in ('T1', 'T3', 'T20'):
+    c.distill.temperature = float(arg[1:])
   elif arg in ('joint', 'smoke'):
     c.distill.teacher_workdir = ''
     c.distill.mode = 'joint'
@@ -41,5 +41,5 @@ def get_config(arg=None):
       set_smoke(c)
   elif arg:
     raise ValueError(f'unknown config argument {arg!r}; valid: baseline, '
-                     'T20, joint, smoke')
+                     'T1, T3, T20, joint, smoke')
   return c
