@@ -13,6 +13,14 @@ and TrainState keeps its fields, so older checkpoints still restore.
 `convert` is the one-shot structural change applied to the dense checkpoint
 before fine-tuning (SVD factors replace a kernel); `export` turns the final
 params into the artifact's tensors (storage.py writes them).
+
+Before `convert`, session.start may hand a method what it asks for:
+  method.bind(graph)          # if needs_graph: structured.Graph of the model
+  method.set_calibration(model, images, batch_stats)
+                              # if needs_calibration: real training batches
+  model = method.wrap_model(model)   # always; e.g. xnor's binarised inputs
+The flags exist because building the graph and loading calibration batches
+cost time, so only methods that declare them pay for it.
 """
 from __future__ import annotations
 
@@ -59,9 +67,24 @@ class Method:
   `cfg` is the method's config section (e.g. config.compress.prune).
   """
   name = 'none'
+  needs_graph: bool = False        # filter_prune: session.start calls bind
+  needs_calibration: bool = False  # int8, qat, qcnn: ... set_calibration
 
   def __init__(self, cfg):
     self.cfg = cfg
+
+  # Set-up, once, before `convert` (session.start).
+  def bind(self, graph) -> None:
+    """Receives the model's structured.Graph (only if needs_graph)."""
+    del graph
+
+  def set_calibration(self, model, images, batch_stats) -> None:
+    """Receives calibration batches (only if needs_calibration)."""
+    del model, images, batch_stats
+
+  def wrap_model(self, model):
+    """The model to train, evaluate and export with (default: unchanged)."""
+    return model
 
   # Structural, once, outside jit.
   def convert(self, params: PyTree) -> PyTree:

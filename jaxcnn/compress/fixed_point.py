@@ -120,6 +120,7 @@ def _is_layer(path: str, w) -> bool:
 class Int8(base.Method):
   """Post-training quantization: weights frozen, artifact in integers."""
   name = 'int8'
+  needs_calibration = True  # QAT inherits it
   encoding = 'auto'  # storage packs int4 codes two per byte
 
   def set_calibration(self, model, images, batch_stats):

@@ -174,6 +174,7 @@ class PQ(kmeans.WeightSharing):
 class QCNN(PQ):
   """PQ whose codewords minimise the layer's output error (Wu et al.)."""
   name = 'qcnn'
+  needs_calibration = True
 
   def set_calibration(self, model, images, batch_stats):
     self.model, self.calib, self.batch_stats = model, images, batch_stats

@@ -201,6 +201,7 @@ class FilterPrune(base.Method):
   call graph, set by `bind`.
   """
   name = 'filter_prune'
+  needs_graph = True
 
   def bind(self, graph):
     self.graph = graph  # structured.Graph of the model

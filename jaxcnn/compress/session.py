@@ -96,9 +96,9 @@ def start(config, model, schedule, template, mesh, restore_only: bool = False
     raise CheckpointError(f'init_from={config.init_from}: its parameters do '
                           f'not fit model {config.model.name!r}')
   try:
-    if hasattr(method, 'bind'):
+    if method is not None and method.needs_graph:
       method.bind(structured.Graph(model, experiment.input_shape(config)))
-    if hasattr(method, 'set_calibration'):  # qcnn, int8, qat: real batches
+    if method is not None and method.needs_calibration:
       method.set_calibration(model, calibrate.calibration_images(
           config, method.cfg.calib_batches), dense['batch_stats'])
     params = method.convert(dense['params']) if method else dense['params']
@@ -109,8 +109,8 @@ def start(config, model, schedule, template, mesh, restore_only: bool = False
     opt_state = tx.init(params)  # masks etc.: a regex matching nothing fails
   except ValueError as e:
     raise ConfigError(f'invalid config: compress.{method.name}: {e}') from None
-  if hasattr(method, 'wrap_model'):  # xnor: binarised layer inputs
-    model = method.wrap_model(model)
+  if method is not None:
+    model = method.wrap_model(model)  # xnor: binarised layer inputs
   state = TrainState(
       step=jnp.zeros((), jnp.int32), params=params,
       batch_stats=jax.tree.map(jnp.asarray, dense['batch_stats']),
