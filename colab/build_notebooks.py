@@ -1,6 +1,7 @@
-"""Writes the five notebooks of colab/ from the cell sources below.
+"""Writes the five notebooks of colab/ from their cell sources in
+colab/cells/ (one module per notebook) and the shared cells below.
 
-  python colab/build_notebooks.py      # after editing a cell here
+  python colab/build_notebooks.py      # after editing a cell
 
 The notebooks are committed without outputs; tests/test_notebooks.py runs
 them headless in smoke mode (JAXCNN_NOTEBOOK_SMOKE=1).
@@ -65,7 +66,7 @@ def notebook(name, title, intro, cells):
 
 def main():
   sys.path.insert(0, HERE)
-  import cells  # noqa: the cell sources, one list per notebook
+  import cells  # noqa: the cell sources, one module per notebook
   for name, (title, intro, body) in cells.NOTEBOOKS.items():
     nb = notebook(name, title, intro, [SHOW] + body)
     nbformat.validate(nb)
