@@ -247,6 +247,24 @@ def load_sibling(this_file: str, name: str, arg=None):
   return module.get_config(arg)
 
 
+def compress_base(this_file: str, model_config: str, method: str, arg=None,
+                  run: str = '') -> ml_collections.ConfigDict:
+  """The start of a configs/compress/*.py config: configs/<model_config>.py
+  (with `arg`) fine-tuned with compress `method` from the dense run's
+  checkpoints in runs/<run> (default: the config's name, plus '_<arg>').
+
+  `this_file` is the calling file: configs/ and runs/ are found from it, so
+  a config names the same run from any working directory.
+  """
+  import os
+  configs = os.path.dirname(os.path.dirname(os.path.abspath(this_file)))
+  c = load_sibling(os.path.join(configs, 'x.py'), model_config, arg)
+  c.init_from = os.path.join(os.path.dirname(configs), 'runs', run or (
+      f'{model_config}_{arg}' if arg else model_config))
+  c.compress.method = method
+  return c
+
+
 def set_cifar_sgd_recipe(c: ml_collections.ConfigDict, learning_rate: float,
                          num_epochs: float, weight_decay: float) -> None:
   """Momentum 0.9, 1-epoch warm-up + cosine, coupled L2 on all kernels."""

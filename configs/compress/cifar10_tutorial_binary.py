@@ -11,12 +11,8 @@ BinaryConnect); ':smoke' a few steps. The same runs through the CLI:
   python -m jaxcnn.compress --workdir runs/cifar10_tutorial --method xnor \
       --output OUT --epochs 30 --set optim.momentum=0.9
 """
-import os
+from jaxcnn.config_base import compress_base
 
-from jaxcnn.config_base import load_sibling
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
 _METHODS = {'bwn': 'bwn', 'xnor': 'xnor', 'xnor_a2': 'xnor', 'bc': 'binary',
             'bc_stoch': 'binary'}
 
@@ -28,9 +24,7 @@ def get_config(arg=None):
   if variant not in _METHODS:
     raise ValueError(f'unknown config argument {arg!r}; valid: '
                      f'{", ".join(_METHODS)}, smoke')
-  c = load_sibling(os.path.join(_ROOT, 'configs', 'x.py'), 'cifar10_tutorial')
-  c.init_from = os.path.join(_ROOT, 'runs', 'cifar10_tutorial')
-  c.compress.method = _METHODS[variant]
+  c = compress_base(__file__, 'cifar10_tutorial', _METHODS[variant])
   c.compress.binary.include = '^(conv2|local3|local4)/kernel$'
   c.compress.binary.stochastic = variant == 'bc_stoch'
   c.compress.binary.act_bits = 2 if variant == 'xnor_a2' else 1

@@ -14,18 +14,11 @@ version. ':s80' / ':s85': 80% / 85% sparsity with 5 epochs of codebook
 fine-tuning at lr 1e-3 (the first GPU run, 90% and 3 epochs at 5e-4, lost
 2.2% to pruning and 1.1% more to quantization). Results: docs/distillation_deep_compression.md.
 """
-import os
-
-from jaxcnn.config_base import load_sibling
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from jaxcnn.config_base import compress_base
 
 
 def get_config(arg=None):
-  c = load_sibling(os.path.join(_ROOT, 'configs', 'x.py'), 'cifar10_tutorial')
-  c.init_from = os.path.join(_ROOT, 'runs', 'cifar10_tutorial')
-  c.compress.method = 'deep_compression'
+  c = compress_base(__file__, 'cifar10_tutorial', 'deep_compression')
   epochs, q_epochs, sparsity, q_lr = 30, 3, 0.85, 0.05
   if arg in ('s80', 's85'):
     q_epochs, sparsity, q_lr = 5, int(arg[1:]) / 100, 0.1

@@ -6,19 +6,11 @@ keeps its original channel windows (jaxcnn/compress/structured.py).
       --config configs/compress/cifar10_tutorial_filter_prune.py \
       --workdir runs/compress_cifar10_tutorial_filter_prune_cfg
 """
-import os
-
-from jaxcnn.config_base import load_sibling
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from jaxcnn.config_base import compress_base
 
 
 def get_config(arg=None):
-  c = load_sibling(os.path.join(_ROOT, 'configs', 'x.py'), 'cifar10_tutorial',
-                   'fast')
-  c.init_from = os.path.join(_ROOT, 'runs', 'cifar10_tutorial_fast')
-  c.compress.method = 'filter_prune'
+  c = compress_base(__file__, 'cifar10_tutorial', 'filter_prune', 'fast')
   c.compress.filter_prune.include = '^(conv1|conv2)$'
   c.compress.filter_prune.ratio = 0.5
   c.compress.filter_prune.norm = 'l1'

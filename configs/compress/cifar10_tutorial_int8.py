@@ -8,18 +8,11 @@ nothing: the single step applies a zero update.
       --config configs/compress/cifar10_tutorial_int8.py \
       --workdir runs/a1_int8_cifar10_tutorial_cfg
 """
-import os
-
-from jaxcnn.config_base import load_sibling
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from jaxcnn.config_base import compress_base
 
 
 def get_config(arg=None):
-  c = load_sibling(os.path.join(_ROOT, 'configs', 'x.py'), 'cifar10_tutorial')
-  c.init_from = os.path.join(_ROOT, 'runs', 'cifar10_tutorial')
-  c.compress.method = 'int8'
+  c = compress_base(__file__, 'cifar10_tutorial', 'int8')
   c.compress.int8.weight_bits = 8
   c.compress.int8.act_bits = 8
   c.num_train_steps = 1

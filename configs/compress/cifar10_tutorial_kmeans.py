@@ -10,18 +10,11 @@ the run diverged (docs/quantization.md).
 Same run as `python -m jaxcnn.compress --workdir runs/cifar10_tutorial
 --method kmeans --epochs 0.5 --lr_scale 0.0001 --set kmeans.grad=sum`.
 """
-import os
-
-from jaxcnn.config_base import load_sibling
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from jaxcnn.config_base import compress_base
 
 
 def get_config(arg=None):
-  c = load_sibling(os.path.join(_ROOT, 'configs', 'x.py'), 'cifar10_tutorial')
-  c.init_from = os.path.join(_ROOT, 'runs', 'cifar10_tutorial')
-  c.compress.method = 'kmeans'
+  c = compress_base(__file__, 'cifar10_tutorial', 'kmeans')
   k = c.compress.kmeans
   k.bits_conv, k.bits_fc, k.init, k.grad = 4, 5, 'linear', 'sum'
   c.num_train_steps = 195          # 1/2 epoch

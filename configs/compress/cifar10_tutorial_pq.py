@@ -7,18 +7,11 @@ batches instead (Wu et al.), at exactly the same bits.
       --config configs/compress/cifar10_tutorial_pq.py \
       --workdir runs/a1_pq_cifar10_tutorial_cfg
 """
-import os
-
-from jaxcnn.config_base import load_sibling
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from jaxcnn.config_base import compress_base
 
 
 def get_config(arg=None):
-  c = load_sibling(os.path.join(_ROOT, 'configs', 'x.py'), 'cifar10_tutorial')
-  c.init_from = os.path.join(_ROOT, 'runs', 'cifar10_tutorial')
-  c.compress.method = 'pq'
+  c = compress_base(__file__, 'cifar10_tutorial', 'pq')
   p = c.compress.pq
   p.include, p.sub_dim, p.bits, p.grad = '^(local3|local4)/kernel$', 8, 4, \
       'mean'

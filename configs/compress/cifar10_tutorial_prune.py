@@ -7,19 +7,11 @@
   ...:sparse_reg  L1 + group lasso in the loss for the first half, then a
                   one-shot prune of the near-zero weights and fine-tuning.
 """
-import os
-
-from jaxcnn.config_base import load_sibling
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from jaxcnn.config_base import compress_base
 
 
 def get_config(arg=None):
-  c = load_sibling(os.path.join(_ROOT, 'configs', 'x.py'), 'cifar10_tutorial',
-                   'fast')
-  c.init_from = os.path.join(_ROOT, 'runs', 'cifar10_tutorial_fast')
-  c.compress.method = 'prune'
+  c = compress_base(__file__, 'cifar10_tutorial', 'prune', 'fast')
   p = c.compress.prune
   p.scope, p.sparsity, p.schedule = 'global', 0.85, 'gradual'
   steps = 1560                     # 4 epochs at 390 steps/epoch

@@ -6,18 +6,11 @@ like int8 PTQ through the integer path.
       --config configs/compress/cifar10_tutorial_qat.py \
       --workdir runs/a1_qat4_cifar10_tutorial_cfg
 """
-import os
-
-from jaxcnn.config_base import load_sibling
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from jaxcnn.config_base import compress_base
 
 
 def get_config(arg=None):
-  c = load_sibling(os.path.join(_ROOT, 'configs', 'x.py'), 'cifar10_tutorial')
-  c.init_from = os.path.join(_ROOT, 'runs', 'cifar10_tutorial')
-  c.compress.method = 'qat'
+  c = compress_base(__file__, 'cifar10_tutorial', 'qat')
   c.compress.int8.weight_bits = 4
   c.num_train_steps = 97           # 1/4 epoch
   c.optim.learning_rate = 0.01     # 0.1 x the dense run's

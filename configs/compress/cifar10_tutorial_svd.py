@@ -7,19 +7,11 @@ separable scheme (Jaderberg et al.) at the same ratio.
       --config configs/compress/cifar10_tutorial_svd.py \
       --workdir runs/compress_cifar10_tutorial_svd_cfg
 """
-import os
-
-from jaxcnn.config_base import load_sibling
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from jaxcnn.config_base import compress_base
 
 
 def get_config(arg=None):
-  c = load_sibling(os.path.join(_ROOT, 'configs', 'x.py'), 'cifar10_tutorial',
-                   'fast')
-  c.init_from = os.path.join(_ROOT, 'runs', 'cifar10_tutorial_fast')
-  c.compress.method = 'svd'
+  c = compress_base(__file__, 'cifar10_tutorial', 'svd', 'fast')
   c.compress.svd.include = '^(local3|local4)$'
   c.compress.svd.param_ratio = 0.18
   c.num_train_steps = 780          # 2 epochs

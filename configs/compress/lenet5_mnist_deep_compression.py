@@ -10,18 +10,11 @@ fine-tuning; 3. Huffman coding of the indices and the sparse positions.
 Stage workdirs 1_prune/ and 2_kmeans/ sit inside the workdir; the same
 command resumes. Results: docs/distillation_deep_compression.md.
 """
-import os
-
-from jaxcnn.config_base import load_sibling
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from jaxcnn.config_base import compress_base
 
 
 def get_config(arg=None):
-  c = load_sibling(os.path.join(_ROOT, 'configs', 'x.py'), 'lenet5_mnist')
-  c.init_from = os.path.join(_ROOT, 'runs', 'lenet5_mnist')
-  c.compress.method = 'deep_compression'
+  c = compress_base(__file__, 'lenet5_mnist', 'deep_compression')
   prune_steps = 7020               # 15 epochs at 468 steps/epoch
   p = c.compress.prune
   p.scope, p.sparsity, p.schedule = 'global', 0.925, 'gradual'

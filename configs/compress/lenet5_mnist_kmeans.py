@@ -10,18 +10,12 @@ survivors only and the zeros stay zero.
 Same run as `python -m jaxcnn.compress --workdir runs/lenet5_mnist
 --method kmeans --epochs 1 --lr_scale 0.01` (docs/quantization.md).
 """
-import os
-
-from jaxcnn.config_base import load_sibling
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from jaxcnn.config_base import compress_base
 
 
 def get_config(arg=None):
-  c = load_sibling(os.path.join(_ROOT, 'configs', 'x.py'), 'lenet5_mnist')
-  c.init_from = os.path.join(_ROOT, 'runs', 'lenet5_mnist')
-  c.compress.method = 'kmeans'
+  c = compress_base(__file__, 'lenet5_mnist', 'kmeans', run=(
+      'compress_lenet5_mnist_prune' if arg == 'pruned' else ''))
   k = c.compress.kmeans
   k.bits_conv, k.bits_fc, k.init, k.grad = 4, 5, 'linear', 'sum'
   c.num_train_steps = 468          # 1 epoch
@@ -29,10 +23,8 @@ def get_config(arg=None):
   c.optim.schedule = 'cosine'      # codebook entry's weights is large
   c.optim.warmup_epochs = 0.0
   c.eval_every_steps = c.checkpoint_every_steps = c.num_train_steps
-  if arg == 'pruned':
-    c.init_from = os.path.join(_ROOT, 'runs', 'compress_lenet5_mnist_prune')
-  elif arg == 'smoke':
+  if arg == 'smoke':
     c.num_train_steps = 4
-  elif arg:
+  elif arg and arg != 'pruned':
     raise ValueError(f'unknown config argument {arg!r}; valid: pruned, smoke')
   return c

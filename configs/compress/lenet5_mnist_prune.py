@@ -9,18 +9,11 @@ Same run as `python -m jaxcnn.compress --workdir runs/lenet5_mnist
 --method prune --epochs 10 --lr_scale 0.5 --set prune.sparsity=0.925
 --set prune.scope=global --set ema_decay=0.999` (docs/compression.md).
 """
-import os
-
-from jaxcnn.config_base import load_sibling
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from jaxcnn.config_base import compress_base
 
 
 def get_config(arg=None):
-  c = load_sibling(os.path.join(_ROOT, 'configs', 'x.py'), 'lenet5_mnist')
-  c.init_from = os.path.join(_ROOT, 'runs', 'lenet5_mnist')
-  c.compress.method = 'prune'
+  c = compress_base(__file__, 'lenet5_mnist', 'prune')
   p = c.compress.prune
   p.scope, p.sparsity, p.schedule = 'global', 0.925, 'gradual'
   steps = 4680                     # 10 epochs at 468 steps/epoch
