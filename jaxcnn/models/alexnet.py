@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 
 from jaxcnn.models.layers import LRN, activation_layer, max_pool_ceil
+from jaxcnn.ops.pooling import max_pool
 
 # Paper §5: weights N(0, 0.01); biases 1 in conv2, conv4, conv5 and the
 # hidden fc layers (to give ReLUs positive input early), 0 elsewhere.
@@ -61,8 +62,7 @@ class AlexNet(nn.Module):
       return max_pool_ceil(x, 3, 2)
     if self.pool_mode not in ('valid', 'same'):
       raise ValueError(f'unknown pool_mode {self.pool_mode!r}')
-    return nn.max_pool(x, (3, 3), strides=(2, 2),
-                       padding=self.pool_mode.upper())
+    return max_pool(x, (3, 3), (2, 2), self.pool_mode.upper())
 
   def _inits(self, name: str) -> dict:
     if self.init_scheme == 'lecun':

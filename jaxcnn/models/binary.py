@@ -27,6 +27,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcnn.ops.pooling import max_pool
+
 
 def binarize(x: jax.Array) -> jax.Array:
   return jnp.where(x >= 0, 1.0, -1.0).astype(x.dtype)
@@ -127,7 +129,7 @@ def _bn(train: bool, name: str) -> nn.BatchNorm:
 
 
 def _pool(x, size: int = 2):
-  return nn.max_pool(x, (size, size), strides=(size, size))
+  return max_pool(x, (size, size), (size, size))
 
 
 class BinaryResidualUnit(nn.Module):

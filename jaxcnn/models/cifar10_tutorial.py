@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 
 from jaxcnn.models.layers import LRN
+from jaxcnn.ops.pooling import max_pool
 
 _tn = nn.initializers.truncated_normal
 _const = nn.initializers.constant
@@ -21,7 +22,7 @@ def _norm(name: str) -> LRN:
 
 
 def _pool(x: jax.Array) -> jax.Array:
-  return nn.max_pool(x, (3, 3), strides=(2, 2), padding='SAME')
+  return max_pool(x, (3, 3), (2, 2), 'SAME')
 
 
 def _features(x: jax.Array) -> jax.Array:

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.ops.lrn import lrn, lrn_caffe
+from jaxcnn.ops.pooling import max_pool
 
 
 def scaled_tanh(x: jax.Array) -> jax.Array:
@@ -122,4 +123,4 @@ def max_pool_ceil(x: jax.Array, window: int, stride: int) -> jax.Array:
     out = max(1, -(-(n - window) // stride) + 1)
     pads.append((0, max(0, (out - 1) * stride + window - n)))
   x = jnp.pad(x, [(0, 0), *pads, (0, 0)], constant_values=-jnp.inf)
-  return nn.max_pool(x, (window, window), strides=(stride, stride))
+  return max_pool(x, (window, window), (stride, stride))

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcnn.models.layers import get_activation, scaled_tanh
+from jaxcnn.ops.pooling import max_pool
 
 # Table I of the paper: which of the 6 S2 maps feed each of the 16 C3 maps.
 _C3_TABLE = (
@@ -75,9 +76,9 @@ class LeNet5(nn.Module):
                        'pad MNIST by 2 (config.input.pad = 2)')
     act = get_activation(self.activation)
     x = act(nn.Conv(6, (5, 5), padding='VALID', name='C1')(x))
-    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = max_pool(x, (2, 2), (2, 2))
     x = act(nn.Conv(16, (5, 5), padding='VALID', name='C3')(x))
-    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = max_pool(x, (2, 2), (2, 2))
     x = act(nn.Conv(120, (5, 5), padding='VALID', name='C5')(x))
     x = x.reshape((x.shape[0], -1))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)

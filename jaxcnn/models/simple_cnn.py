@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 
 from jaxcnn.models.layers import activation_layer
+from jaxcnn.ops.pooling import max_pool
 
 
 class SimpleCNN(nn.Module):
@@ -24,7 +25,7 @@ class SimpleCNN(nn.Module):
     act = activation_layer(self.activation)
     for i, f in enumerate(self.features):
       x = act(nn.Conv(f, (3, 3), padding='SAME', name=f'conv{i + 1}')(x))
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = max_pool(x, (2, 2), (2, 2))
     x = x.reshape((x.shape[0], -1))
     x = act(nn.Dense(self.hidden, name='fc1')(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)

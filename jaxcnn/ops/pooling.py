@@ -1,0 +1,119 @@
+"""Max pooling whose gradient is cheap on XLA:CPU.
+
+`jax.grad` of `lax.reduce_window(max)` is a select-and-scatter. XLA:CPU
+(jaxlib 0.10.2) expands it into a variadic reduce-window that carries the
+value plus one int32 iota array per window dimension and per spatial axis,
+then a scatter into a zero-filled buffer. A profile of the tutorial net's
+train step on 2 cores (docs/performance.md) put the two max pools' backward
+at about half of the whole step: pool1 (128x24x24x64, 3x3/2) took ~265 ms
+forward + backward, against ~49 ms for the formulation below.
+
+Here the backward walks the window taps instead: for tap (i, j), the strided
+slice of the padded input that the tap sees is compared with the pooled
+output, the first tap that holds the maximum takes the output gradient
+(select-and-scatter's tie rule: window positions in row-major order, the
+first maximum wins), and the tap's share goes back with an interior-padded
+`lax.pad`, the transpose of the strided slice. All of it is elementwise, so
+XLA fuses it into a few loops. Where windows overlap, an input's gradient is
+a sum over windows taken in a different order than XLA's scatter, so results
+agree to float rounding (1 ulp), not bit for bit; tests/test_pooling.py
+checks both the routing (ties included) and the values.
+
+`lax.platform_dependent` keeps GPU/TPU on XLA's native select-and-scatter,
+which is fast there: the choice is made at lowering time, per backend.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Sequence, Union
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Padding = Union[str, Sequence[tuple[int, int]]]
+
+
+def max_pool(x: jax.Array, window: Sequence[int], strides: Sequence[int],
+             padding: Padding = 'VALID') -> jax.Array:
+  """NHWC max pool, same results as `flax.linen.max_pool` (forward exact).
+
+  padding: 'VALID', 'SAME' or ((top, bottom), (left, right)).
+  """
+  if x.ndim != 4:
+    raise ValueError(f'max_pool expects NHWC input, got shape {x.shape}')
+  window, strides = tuple(window), tuple(strides)
+  if len(window) != 2 or len(strides) != 2:
+    raise ValueError(f'window {window} and strides {strides} must each '
+                     'have 2 (spatial) entries')
+  if not isinstance(padding, str):
+    padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+  native = functools.partial(_reduce_window_max, window=window,
+                             strides=strides, padding=padding)
+  tapped = functools.partial(_max_pool_taps, window=window, strides=strides,
+                             padding=padding)
+  return lax.platform_dependent(x, cpu=tapped, default=native)
+
+
+def _reduce_window_max(x, *, window, strides, padding):
+  # A Python-scalar init makes this the differentiable reduce_window_max
+  # primitive (an array init gives the generic, non-differentiable one).
+  if not isinstance(padding, str):
+    padding = ((0, 0), *padding, (0, 0))
+  return lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1),
+                           (1, *strides, 1), padding)
+
+
+def _geometry(shape, window, strides, padding):
+  if isinstance(padding, str):
+    pads = lax.padtype_to_pads(shape[1:3], window, strides, padding)
+  else:
+    pads = padding
+  out = tuple((shape[1 + a] + pads[a][0] + pads[a][1] - window[a])
+              // strides[a] + 1 for a in range(2))
+  return tuple(tuple(p) for p in pads), out
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _max_pool_taps_vjp(x, window, strides, padding):
+  return _reduce_window_max(x, window=window, strides=strides,
+                            padding=padding)
+
+
+def _max_pool_taps(x, *, window, strides, padding):
+  return _max_pool_taps_vjp(x, window, strides, padding)
+
+
+def _fwd(x, window, strides, padding):
+  y = _max_pool_taps_vjp(x, window, strides, padding)
+  return y, (x, y)
+
+
+def _bwd(window, strides, padding, residuals, g):
+  x, y = residuals
+  pads, out = _geometry(x.shape, window, strides, padding)
+  n, h, w, c = x.shape
+  hp, wp = h + sum(pads[0]), w + sum(pads[1])
+  xp = lax.pad(x, jnp.array(-jnp.inf, x.dtype),
+               [(0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)])
+  zero = jnp.array(0, g.dtype)
+  taken = jnp.zeros(y.shape, bool)
+  dxp = jnp.zeros(xp.shape, g.dtype)
+  for i in range(window[0]):
+    for j in range(window[1]):
+      end_h = i + (out[0] - 1) * strides[0] + 1
+      end_w = j + (out[1] - 1) * strides[1] + 1
+      tap = lax.slice(xp, (0, i, j, 0), (n, end_h, end_w, c),
+                      (1, strides[0], strides[1], 1))
+      first = (tap == y) & ~taken
+      taken = taken | first
+      share = jnp.where(first, g, zero)
+      dxp = dxp + lax.pad(share, zero, [
+          (0, 0, 0), (i, hp - end_h, strides[0] - 1),
+          (j, wp - end_w, strides[1] - 1), (0, 0, 0)])
+  dx = lax.slice(dxp, (0, pads[0][0], pads[1][0], 0),
+                 (n, pads[0][0] + h, pads[1][0] + w, c))
+  return (dx,)
+
+
+_max_pool_taps_vjp.defvjp(_fwd, _bwd)
