@@ -17,6 +17,7 @@ GEOMETRIES = [
     ((2, 8, 8, 2), (2, 2), (2, 2), 'VALID'),      # LeNet, BNN nets
     ((2, 7, 6, 2), (3, 3), (2, 2), ((0, 1), (0, 2))),  # ceil mode padding
     ((1, 6, 6, 2), (3, 2), (1, 2), 'SAME'),       # non-square, stride 1
+    ((1, 8, 9, 2), (2, 2), (3, 3), 'VALID'),      # stride > window: gaps
 ]
 
 
