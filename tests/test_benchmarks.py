@@ -51,3 +51,22 @@ def test_torch_references_have_jaxcnn_parameter_counts():
   }
   for (name, shape), n in expected.items():
     assert torch_models.param_count(torch_models.build(name, shape, 10)) == n
+
+
+def test_profile_step_sums_xla_op_times(tmp_path, capsys):
+  from benchmarks import profile_step
+  assert profile_step.main(['--model', 'quickstart', '--steps', '1',
+                            '--top', '40', '--trace_dir',
+                            str(tmp_path)]) == 0
+  total = profile_step.op_times(str(tmp_path))
+  assert total and all(ps >= 0 for ps in total.values())
+  # The quickstart LeNet-5 step has convolutions; the table names them.
+  assert any('conv' in name for name in total)
+  out = capsys.readouterr().out
+  assert 'ms/step of op time' in out and 'conv' in out
+
+
+def test_profile_step_unknown_model(capsys):
+  from benchmarks import profile_step
+  assert profile_step.main(['--model', 'no_such_net']) == 2
+  assert 'no config' in capsys.readouterr().err
