@@ -108,7 +108,9 @@ def start(config, model, schedule, template, mesh, restore_only: bool = False
       tx = method.wrap_tx(tx)
     opt_state = tx.init(params)  # masks etc.: a regex matching nothing fails
   except ValueError as e:
-    raise ConfigError(f'invalid config: compress.{method.name}: {e}') from None
+    # init_from without a method is a plain fine-tune: the error is in optim.
+    where = f'compress.{method.name}' if method is not None else 'optim'
+    raise ConfigError(f'invalid config: {where}: {e}') from None
   if method is not None:
     model = method.wrap_model(model)  # xnor: binarised layer inputs
   state = TrainState(
