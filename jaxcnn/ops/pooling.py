@@ -50,8 +50,7 @@ def max_pool(x: jax.Array, window: Sequence[int], strides: Sequence[int],
     padding = tuple((int(lo), int(hi)) for lo, hi in padding)
   native = functools.partial(_reduce_window_max, window=window,
                              strides=strides, padding=padding)
-  tapped = functools.partial(_max_pool_taps, window=window, strides=strides,
-                             padding=padding)
+  tapped = lambda x: _max_pool_taps(x, window, strides, padding)
   return lax.platform_dependent(x, cpu=tapped, default=native)
 
 
@@ -75,17 +74,13 @@ def _geometry(shape, window, strides, padding):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
-def _max_pool_taps_vjp(x, window, strides, padding):
+def _max_pool_taps(x, window, strides, padding):
   return _reduce_window_max(x, window=window, strides=strides,
                             padding=padding)
 
 
-def _max_pool_taps(x, *, window, strides, padding):
-  return _max_pool_taps_vjp(x, window, strides, padding)
-
-
 def _fwd(x, window, strides, padding):
-  y = _max_pool_taps_vjp(x, window, strides, padding)
+  y = _max_pool_taps(x, window, strides, padding)
   return y, (x, y)
 
 
@@ -126,4 +121,4 @@ def _bwd(window, strides, padding, residuals, g):
   return (dx,)
 
 
-_max_pool_taps_vjp.defvjp(_fwd, _bwd)
+_max_pool_taps.defvjp(_fwd, _bwd)
