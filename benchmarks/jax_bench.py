@@ -102,6 +102,9 @@ class JaxRunner:
     sharding = jax.tree.map(lambda x: x.sharding, self.state)
     fn = train.make_train_fn(model, tx, schedule, config, self.state.params,
                              mesh, sharding)
+    self._make_train = functools.partial(
+        train.make_train_fn, model, tx, schedule, config, self.state.params,
+        mesh, sharding)
     info = datasets.get_info(config.dataset.name)
     self.info = info
     rng = np.random.default_rng(seed)
@@ -132,7 +135,7 @@ class JaxRunner:
     cost = self._train.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     self.xla_flops_per_step = (cost or {}).get('flops')
-    self._real = None
+    self._real = self._rows = None
 
   def train(self, n: int) -> float:
     # No device->host transfer may happen inside the timed loop.
@@ -162,6 +165,27 @@ class JaxRunner:
         lambda b: pipeline.put_global(b, self.data_sharding))
     return splits.source
 
+  def attach_device_data(self, data_dir: str | None) -> str:
+    """Feeds train_device_data(): the real train split resident on the
+    device (input.device_data), the host sending only row indices."""
+    from jaxcnn.data import device_data, sources
+    c = self.config
+    splits = sources.load(c.dataset.name, data_dir=data_dir or c.data_dir,
+                          cache_dir=c.cache_dir, allow_download=False)
+    data = device_data.put(splits.x_train, splits.y_train,
+                           parallel.replicated(self.mesh))
+    self._train_rows = self._make_train(train_data=data)
+    self._rows = pipeline.prefetch(
+        pipeline.train_row_batches(len(splits.x_train), c.batch_size, c.seed),
+        lambda b: pipeline.put_global(b, self.data_sharding))
+    return splits.source
+
+  def train_device_data(self, n: int) -> float:
+    for _ in range(n):
+      self.state, m = self._train_rows(self.state, next(self._rows))
+    jax.block_until_ready(m)
+    return float(m['loss'])
+
   def train_real(self, n: int) -> float:
     for _ in range(n):
       self.state, m = self._train(self.state, next(self._real))
@@ -169,8 +193,9 @@ class JaxRunner:
     return float(m['loss'])
 
   def close(self) -> None:
-    if self._real is not None:
-      self._real.close()
+    for it in (self._real, self._rows):
+      if it is not None:
+        it.close()
 
   def peak_device_bytes(self) -> int | None:
     stats = jax.devices()[0].memory_stats() or {}

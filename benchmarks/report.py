@@ -36,16 +36,18 @@ def to_markdown(report: dict) -> str:
           + (_mb(row.get('peak_device_bytes')) if ev else '-') + ' | '
           + f"{100 * row['flop_fraction']:.1f} |")
   lines += ['', '| model | params | MACs/image | '
-            'jaxcnn / reference, train (eval) | real data / synthetic |',
-            '|---|---|---|---|---|']
+            'jaxcnn / reference, train (eval) | real data / synthetic | '
+            'device data / synthetic |', '|---|---|---|---|---|---|']
   for r in report['results']:
     rat = r['ratios']
     refs = ', '.join(f"{k} {x['train']:.2f}x ({x['eval']:.2f}x)"
                      for k, x in rat.items() if isinstance(x, dict))
     real = rat.get('real_vs_synthetic')
+    dev = rat.get('device_data_vs_synthetic')
     lines.append(f"| {r['model']} | {r['params']:,} | "
                  f"{r['macs_per_image']:,} | {refs or '-'} | "
-                 + (f'{real:.3f}' if real else '-') + ' |')
+                 + (f'{real:.3f}' if real else '-') + ' | '
+                 + (f'{dev:.3f}' if dev else '-') + ' |')
   skipped = [(r['model'], k, why) for r in report['results']
              for k, why in r['skipped'].items()]
   if skipped:

@@ -13,7 +13,9 @@ images/sec, ms per step, compile (or first-call) time, memory, and achieved
 FLOP/s as a fraction of a matmul measured in the same run; per model the
 jaxcnn/reference throughput ratios. With data available
 (JAXCNN_DATA_DIR), 'jaxcnn (real data)' runs the same step fed by the train
-loop's own prefetching iterator, and its ratio to synthetic data is reported.
+loop's own prefetching iterator, 'jaxcnn (device data)' the same step with
+the train split resident on the device (input.device_data), and their
+ratios to synthetic data are reported.
 Missing frameworks are skipped with the reason. The device is whatever JAX
 (and torch/TF) pick: the same command runs on CPU and GPU.
 Writes benchmarks/results/<out>.json and .md.
@@ -103,6 +105,12 @@ def bench_model(model: str, args, log) -> dict:
     except Exception as e:  # no data here: say so, keep the rest
       skipped['jaxcnn (real data)'] = f'{type(e).__name__}: {e}'[:200]
       log(f"  skip real data: {skipped['jaxcnn (real data)']}")
+    try:
+      jr.attach_device_data(args.data_dir or None)
+      timed.append(('jaxcnn (device data)', jr.train_device_data, jr))
+    except Exception as e:
+      skipped['jaxcnn (device data)'] = f'{type(e).__name__}: {e}'[:200]
+      log(f"  skip device data: {skipped['jaxcnn (device data)']}")
   for name, fn, _ in timed:  # warm-up: first-run allocations, caches
     fn(args.warmup)
   train_t = {name: [] for name, _, _ in timed}
@@ -145,6 +153,10 @@ def bench_model(model: str, args, log) -> dict:
   if 'jaxcnn (real data)' in rows:
     ratios['real_vs_synthetic'] = (
         rows['jaxcnn (real data)']['train']['images_per_sec']
+        / base['train']['images_per_sec'])
+  if 'jaxcnn (device data)' in rows:
+    ratios['device_data_vs_synthetic'] = (
+        rows['jaxcnn (device data)']['train']['images_per_sec']
         / base['train']['images_per_sec'])
   from benchmarks import jax_bench
   return {'model': model, 'config': jax_bench.MODEL_CONFIGS[model],

@@ -34,6 +34,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.normalize = 'unit'       # 'unit' (x/255), 'per_image', 'mean_std'
   c.input.mean = (0.0,)            # per-channel mean (0..255), for 'mean_std'
   c.input.std = (255.0,)           # per-channel std (0..255), for 'mean_std'
+  # Keep the uint8 train split on every device and send each step only row
+  # indices (jaxcnn/data/device_data.py): for fast accelerator steps the host
+  # pipeline can't feed. Same batches, same results as the host pipeline.
+  c.input.device_data = False
 
   c.batch_size = 128               # global batch, split across all devices
   c.eval_batch_size = 500          # global eval batch; the last one is padded

@@ -16,7 +16,7 @@ import sys
 import jax
 
 from jaxcnn import checkpoint, evaluate, experiment, parallel, steps
-from jaxcnn.data import augment, pipeline, sources
+from jaxcnn.data import augment, device_data, pipeline, sources
 from jaxcnn.errors import CheckpointError, JaxcnnError
 from jaxcnn.losses import param_mask
 from jaxcnn.metrics import Reporter, is_time
@@ -69,14 +69,15 @@ def write_config(config, workdir: str) -> None:
 
 
 def make_train_fn(model, tx, schedule, config, params_shape, mesh,
-                  state_sharding=None, teacher=None):
+                  state_sharding=None, teacher=None, train_data=None):
   """Jitted `(state, global_batch) -> (state, metrics)`, state donated.
 
   'jit': steps.train_step as is; the batch is split over 'data' and XLA adds
   the gradient all-reduce. 'pmap': the same step per device with an explicit
   pmean of the gradients. `state_sharding` (a TrainState of shardings, e.g.
   from init_state) defaults to fully replicated. `teacher` (distill.Teacher)
-  adds a frozen teacher, passed to every call.
+  adds a frozen teacher, passed to every call. `train_data`
+  (device_data.put) makes the batch `{'rows'}`, gathered inside the step.
   """
   from jaxcnn.compress import distill
   options = steps.StepOptions(
@@ -100,15 +101,20 @@ def make_train_fn(model, tx, schedule, config, params_shape, mesh,
   # CPU only: convolutions on XLA's Eigen kernels (jaxcnn/ops/cpu_options.py).
   opts = cpu_options.train_compiler_options(mesh.devices.flat[0].platform,
                                             config.xla_cpu_conv)
-  if teacher is not None:  # an argument, not constants baked into the jit
-    step = jax.jit(fn, in_shardings=(state_sharding, data, repl),
-                   out_shardings=(state_sharding, repl), donate_argnums=0,
-                   compiler_options=opts)
-    variables = jax.device_put(teacher.variables, repl)
-    return lambda state, batch: step(state, batch, variables)
-  return jax.jit(fn, in_shardings=(state_sharding, data),
+  # Teacher variables and the resident train set are arguments, not
+  # constants baked into the executable.
+  extra = []
+  if train_data is not None:
+    fn = device_data.gathering(fn)
+    extra.append(train_data)
+  if teacher is not None:
+    extra.append(jax.device_put(teacher.variables, repl))
+  step = jax.jit(fn, in_shardings=(state_sharding, data) + (repl,) * len(extra),
                  out_shardings=(state_sharding, repl), donate_argnums=0,
                  compiler_options=opts)
+  if not extra:
+    return step
+  return lambda state, batch: step(state, batch, *extra)
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -154,8 +160,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
   write_config(config, workdir)
 
   state_sharding = jax.tree.map(lambda x: x.sharding, template)
+  train_data = None
+  if config.input.device_data:
+    train_data = device_data.put(splits.x_train, splits.y_train,
+                                 parallel.replicated(mesh))
   train_fn = make_train_fn(model, tx, schedule, config, state.params, mesh,
-                           state_sharding, teacher)
+                           state_sharding, teacher, train_data)
   eval_fn = evaluate.make_eval_fn(model, augment.spec_from_config(config.input),
                                   mesh, state_sharding)
   if run is not None:  # e.g. SVD factors -> dense kernels for the model
@@ -166,6 +176,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     summary_fn = summaries.make_summary_fn(
         config, model, getattr(tx, 'method', None), state.params, mesh,
         state_sharding)
+  gather_fn = jax.jit(device_data.gather, out_shardings=parallel.data_sharding(
+      mesh))  # summaries show the batch's images
   reporter = Reporter(workdir, p.total_steps, start, config.batch_size,
                       config.log_every_steps, config.write_summaries)
   if start == 0 and jax.process_index() == 0:
@@ -175,11 +187,15 @@ def train_and_evaluate(config, workdir: str) -> dict:
     reporter.text(0, 'config', config.to_json_best_effort(indent=2))
     reporter.text(0, 'model_summary', table)
   data_sharding = parallel.data_sharding(mesh)
+  where = (start, jax.process_index(), jax.process_count())
+  if train_data is not None:  # only row indices travel per step
+    batches = pipeline.train_row_batches(len(splits.x_train), config.batch_size,
+                                         config.seed, *where)
+  else:
+    batches = pipeline.train_batches(splits.x_train, splits.y_train,
+                                     config.batch_size, config.seed, *where)
   batches = pipeline.prefetch(
-      pipeline.train_batches(splits.x_train, splits.y_train, config.batch_size,
-                             config.seed, start, jax.process_index(),
-                             jax.process_count()),
-      lambda b: pipeline.put_global(b, data_sharding))
+      batches, lambda b: pipeline.put_global(b, data_sharding))
 
   history, last_saved, results = [], start if start else None, None
 
@@ -203,7 +219,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
         batch = next(batches)
         if summary_fn is not None and is_time(step,
                                               config.summary_every_steps):
-          reporter.summaries(step, summary_fn, state, batch)
+          reporter.summaries(step, summary_fn, state,
+                             batch if train_data is None else
+                             gather_fn(train_data, batch['rows']))
         state, m = train_fn(state, batch)
         history.append(m)
         reporter.progress()

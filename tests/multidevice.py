@@ -57,14 +57,25 @@ def initial_state(config, mesh):
   return jax.device_get(state), None if fc6 is None else str(fc6.sharding.spec)
 
 
-def run_steps(config, mesh, batches, init, max_traces=0):
+def run_steps(config, mesh, batches, init, max_traces=0, device_data=False):
   """Runs the real make_train_fn over `batches` from the host state `init`;
   returns (host state, losses, train_fn, live state). max_traces > 0 wraps
-  the step in chex.assert_max_traces."""
+  the step in chex.assert_max_traces. device_data: the batches' images live
+  on the devices and each step gets their row indices."""
   import chex
   import jax
+  import numpy as np
   from jaxcnn import experiment, parallel, steps, train
+  from jaxcnn.data import device_data as dd
   from jaxcnn.data import pipeline
+  train_data = None
+  if device_data:
+    train_data = dd.put(np.concatenate([b['image'] for b in batches]),
+                        np.concatenate([b['label'] for b in batches]),
+                        parallel.replicated(mesh))
+    n = len(batches[0]['label'])
+    batches = [{'rows': np.arange(i * n, (i + 1) * n, dtype=np.int32)}
+               for i in range(len(batches))]
   model = experiment.build_model(config)
   tx, schedule = experiment.make_optimizer(config, model,
                                            experiment.Plan(10, 100))
@@ -76,7 +87,7 @@ def run_steps(config, mesh, batches, init, max_traces=0):
     steps.train_step = chex.assert_max_traces(original, n=max_traces)
   try:
     fn = train.make_train_fn(model, tx, schedule, config, state.params, mesh,
-                             sharding)
+                             sharding, train_data=train_data)
   finally:
     steps.train_step = original
   losses = []

@@ -20,15 +20,18 @@ def test_harness_smoke_report(tmp_path):
   r = report['results'][0]
   assert r['params'] == 61706 and r['macs_per_image'] == 416520
   rows = r['rows']
-  # The real pipeline (embedded digits) ran beside the synthetic batch.
-  assert set(rows) == {'jaxcnn', 'jaxcnn (real data)'}
+  # The real pipeline (embedded digits), host-fed and device-resident, ran
+  # beside the synthetic batch.
+  assert set(rows) == {'jaxcnn', 'jaxcnn (real data)', 'jaxcnn (device data)'}
   for key in ('images_per_sec', 'min', 'max', 'ms_per_step'):
     assert rows['jaxcnn']['train'][key] > 0
     assert rows['jaxcnn']['eval'][key] > 0
   assert rows['jaxcnn']['memory_bytes'] > 0
   assert 0 < rows['jaxcnn']['flop_fraction']
   assert r['ratios']['real_vs_synthetic'] > 0
-  assert r['ratios'].keys() == {'real_vs_synthetic'}  # no reference asked for
+  assert r['ratios']['device_data_vs_synthetic'] > 0
+  # No reference asked for: only the data ratios.
+  assert r['ratios'].keys() == {'real_vs_synthetic', 'device_data_vs_synthetic'}
   md = open(out + '.md').read()
   assert '| lenet5_digits | jaxcnn |' in md and 'load average' in md
 

@@ -42,12 +42,17 @@ def _lenet_equivalence():
   j8, lj, _, _ = md.run_steps(det, many, batches, init)
   pmap = md.make_config('quickstart', batch_size=32, parallel='pmap')
   p8, lp, _, _ = md.run_steps(pmap, many, batches, init, max_traces=1)
+  d8, ld, _, _ = md.run_steps(det, many, batches, init, device_data=True)
+  dp8, ldp, _, _ = md.run_steps(pmap, many, batches, init, device_data=True)
   return {'devices': len(jax.devices()),
           'jit1_vs_jit8_params': md.max_diff(s1.params, s8.params),
           'jit1_vs_jit8_loss': md.max_diff(l1, l8), 'loss': l1,
           'steps_run_with_max_traces_1': len(batches), 'retrace': retrace,
           'pmap_vs_jit_params': md.max_diff(j8.params, p8.params),
-          'pmap_vs_jit_loss': md.max_diff(lj, lp)}
+          'pmap_vs_jit_loss': md.max_diff(lj, lp),
+          'device_data_vs_host_params': md.max_diff(j8.params, d8.params),
+          'device_data_vs_host_loss': md.max_diff(lj, ld),
+          'device_data_pmap_vs_host_params': md.max_diff(p8.params, dp8.params)}
 
 
 def _compressed_towers():
@@ -158,6 +163,13 @@ def test_pmap_towers_equal_jit(results):
   r = md.ok(results['lenet'])
   assert r['pmap_vs_jit_params'] < 1e-5
   assert r['pmap_vs_jit_loss'] < 1e-5
+
+
+def test_device_resident_data_equals_host_batches(results):
+  r = md.ok(results['lenet'])  # same rows gathered on 8 devices, jit and pmap
+  assert r['device_data_vs_host_params'] == 0.0
+  assert r['device_data_vs_host_loss'] == 0.0
+  assert r['device_data_pmap_vs_host_params'] == 0.0
 
 
 def test_pmap_towers_keep_compression_hooks(results):

@@ -2,6 +2,7 @@
 import itertools
 
 import numpy as np
+import pytest
 
 from jaxcnn.data import pipeline
 
@@ -70,3 +71,31 @@ def test_prefetch_preserves_order_and_reraises():
     raise AssertionError('expected the producer error')
   except RuntimeError as e:
     assert 'disk gone' in str(e)
+
+
+def test_train_rows_are_the_rows_of_train_batches():
+  x = np.arange(50, dtype=np.uint8)[:, None]
+  y = np.arange(50, dtype=np.int32)
+  rows = itertools.islice(pipeline.train_row_batches(50, 8, seed=4,
+                                                     start_step=5), 9)
+  batches = itertools.islice(pipeline.train_batches(x, y, 8, seed=4,
+                                                    start_step=5), 9)
+  for r, b in zip(rows, batches):
+    assert r['rows'].dtype == np.int32
+    np.testing.assert_array_equal(x[r['rows']], b['image'])
+    np.testing.assert_array_equal(y[r['rows']], b['label'])
+
+
+def test_device_data_gathers_rows_and_refuses_oversized_splits(monkeypatch):
+  from jaxcnn import parallel
+  from jaxcnn.data import device_data
+  x = np.arange(40, dtype=np.uint8).reshape(10, 2, 2, 1)
+  y = np.arange(10, dtype=np.int32)
+  repl = parallel.replicated(parallel.make_mesh())
+  data = device_data.put(x, y, repl)
+  got = device_data.gather(data, np.array([7, 0, 3], np.int32))
+  np.testing.assert_array_equal(got['image'], x[[7, 0, 3]])
+  np.testing.assert_array_equal(got['label'], [7, 0, 3])
+  monkeypatch.setattr(device_data, 'MAX_BYTES', 32)
+  with pytest.raises(ValueError, match='input.device_data=False'):
+    device_data.put(x, y, repl)

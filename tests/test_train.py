@@ -67,6 +67,23 @@ def test_resume_follows_the_uninterrupted_trajectory(trained, tmp_path):
   chex.assert_trees_all_equal(a.rng, b.rng)
 
 
+def test_device_data_run_equals_host_pipeline_run(trained, tmp_path):
+  """input.device_data gathers the same rows inside the step: same run."""
+  config, straight, results, _ = trained
+  config = config.copy_and_resolve_references()
+  config.input.device_data = True
+  config.summary_every_steps = 5  # the summary path gathers its own batch
+  workdir = str(tmp_path / 'device')
+  with contextlib.redirect_stdout(io.StringIO()):
+    got = train.train_and_evaluate(config, workdir)
+  a, _ = _final_state(config, straight)
+  b, step = _final_state(config, workdir)
+  assert step == 6
+  chex.assert_trees_all_close(a.params, b.params, rtol=1e-6, atol=1e-6)
+  chex.assert_trees_all_close(a.ema_params, b.ema_params, rtol=1e-6, atol=1e-6)
+  assert got['params']['precision@1'] == results['params']['precision@1']
+
+
 def test_eval_once_prints_precision(trained, capsys):
   config, workdir, _, _ = trained
   r = evaluate.run(config, workdir, once=True)

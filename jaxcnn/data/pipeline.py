@@ -21,30 +21,46 @@ def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(num_examples)
 
 
-def train_batches(images: np.ndarray, labels: np.ndarray, global_batch: int,
-                  seed: int, start_step: int = 0, process_index: int = 0,
-                  process_count: int = 1) -> Iterator[Batch]:
-  """Infinite stream of this process's slice of each global batch.
+def train_rows(num_examples: int, global_batch: int, seed: int,
+               start_step: int = 0, process_index: int = 0,
+               process_count: int = 1) -> Iterator[np.ndarray]:
+  """Infinite stream of this process's row indices of each global batch.
 
   The last partial batch of an epoch is dropped so every batch has the same
   shape and the train step compiles once.
   """
-  n = len(images)
-  steps_per_epoch = n // global_batch
+  steps_per_epoch = num_examples // global_batch
   if steps_per_epoch == 0:
-    raise ValueError(f'batch size {global_batch} exceeds the {n} training '
-                     'examples')
+    raise ValueError(f'batch size {global_batch} exceeds the {num_examples} '
+                     'training examples')
   local = global_batch // process_count
   step = start_step
   while True:
     epoch, i = divmod(step, steps_per_epoch)
-    perm = epoch_permutation(n, seed, epoch)
+    perm = epoch_permutation(num_examples, seed, epoch)
     while i < steps_per_epoch:
       rows = perm[i * global_batch:(i + 1) * global_batch]
-      rows = np.sort(rows[process_index * local:(process_index + 1) * local])
-      yield {'image': images[rows], 'label': labels[rows]}
+      yield np.sort(rows[process_index * local:(process_index + 1) * local])
       i += 1
       step += 1
+
+
+def train_batches(images: np.ndarray, labels: np.ndarray, global_batch: int,
+                  seed: int, start_step: int = 0, process_index: int = 0,
+                  process_count: int = 1) -> Iterator[Batch]:
+  """Infinite stream of this process's slice of each global batch."""
+  for rows in train_rows(len(images), global_batch, seed, start_step,
+                         process_index, process_count):
+    yield {'image': images[rows], 'label': labels[rows]}
+
+
+def train_row_batches(num_examples: int, global_batch: int, seed: int,
+                      start_step: int = 0, process_index: int = 0,
+                      process_count: int = 1) -> Iterator[Batch]:
+  """train_rows as {'rows': int32} batches, for input.device_data."""
+  for rows in train_rows(num_examples, global_batch, seed, start_step,
+                         process_index, process_count):
+    yield {'rows': rows.astype(np.int32)}
 
 
 def eval_batches(images: np.ndarray, labels: np.ndarray, global_batch: int,
