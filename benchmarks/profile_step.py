@@ -3,6 +3,7 @@ step (benchmarks/jax_bench.JaxRunner), summed per XLA operation.
 
   python -m benchmarks.profile_step --model cifar10_tutorial
   python -m benchmarks.profile_step --model alexnet_cifar --threads 1 --top 30
+  python -m benchmarks.profile_step --model cifar10_tutorial --eval  # eval step
 
 --threads 1 makes XLA:CPU single-threaded, so each op's time is its own work
 rather than a thread pool's waits (steadier on a shared machine). The trace
@@ -60,6 +61,9 @@ def main(argv=None) -> int:
   p.add_argument('--top', type=int, default=25)
   p.add_argument('--trace_dir', default='')
   p.add_argument('--hlo', default='', help='write the optimised HLO here')
+  p.add_argument('--eval', action='store_true',
+                 help='profile the eval step (compiled as evaluate.py does, '
+                      'with XLA\'s default CPU options) instead')
   a = p.parse_args(argv)
   if a.threads == 1:
     os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
@@ -72,21 +76,23 @@ def main(argv=None) -> int:
   except ModuleNotFoundError:
     print(f'error: no config configs/{a.model}.py', file=sys.stderr)
     return 2
-  opts = cpu_options.train_compiler_options(jax.default_backend(),
-                                            config.xla_cpu_conv)
+  opts = None if a.eval else cpu_options.train_compiler_options(
+      jax.default_backend(), config.xla_cpu_conv)
   runner = jax_bench.JaxRunner(a.model, config, compiler_options=opts)
   if a.hlo:
     with open(a.hlo, 'w') as f:
-      f.write(runner._train.as_text())
-  runner.train(2)  # warm-up
+      f.write((runner._eval if a.eval else runner._train).as_text())
+  step = runner.eval if a.eval else runner.train
+  step(2)  # warm-up
   trace_dir = a.trace_dir or tempfile.mkdtemp(prefix='jaxcnn-profile-')
   start = time.perf_counter()
   with jax.profiler.trace(trace_dir):
-    runner.train(a.steps)
+    step(a.steps)
   wall = (time.perf_counter() - start) / a.steps
   total = op_times(trace_dir)
   step_ps = sum(total.values()) / a.steps
-  print(f'{a.model} on {jax.devices()[0].device_kind}, batch '
+  print(f'{a.model} {"eval" if a.eval else "train"} step on '
+        f'{jax.devices()[0].device_kind}, batch '
         f'{config.batch_size}: {wall * 1e3:.1f} ms/step wall (under the '
         f'profiler), {step_ps / 1e9:.1f} ms/step of op time summed over '
         f'threads; trace in {trace_dir}')

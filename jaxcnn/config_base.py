@@ -47,6 +47,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 0.1      # base learning rate (mean-reduced loss)
+  # 'sgd', or 'adam' (per-weight step sizes: binary nets' latent weights,
+  # whose gradients are tiny, still move; momentum is then Adam's b1).
+  c.optim.optimizer = 'sgd'
   c.optim.momentum = 0.9           # 0: plain gradient descent
   c.optim.nesterov = False         # Nesterov momentum
   c.optim.schedule = 'constant'    # constant, staircase_exp, discexp, cosine

@@ -65,6 +65,11 @@ def validate(config) -> None:
     bad(f'optim.learning_rate must be > 0, got {config.optim.learning_rate}')
   if config.num_train_steps <= 0 and config.num_epochs <= 0:
     bad('set num_epochs > 0 or num_train_steps > 0')
+  if config.optim.optimizer not in ('sgd', 'adam'):
+    bad(f"optim.optimizer {config.optim.optimizer!r} not in ('sgd', 'adam')")
+  if config.optim.optimizer == 'adam' and not 0 <= config.optim.momentum < 1:
+    bad(f'optim.momentum (Adam b1) must be in [0, 1), got '
+        f'{config.optim.momentum}')
   if config.optim.schedule not in _SCHEDULES:
     bad(f'optim.schedule {config.optim.schedule!r} not in {_SCHEDULES}')
   if config.input.normalize not in _NORMALIZE:

@@ -1,4 +1,4 @@
-"""Optimizer factory: momentum SGD, LR schedules, coupled L2, parameter EMA.
+"""Optimizer factory: momentum SGD (or Adam), LR schedules, coupled L2, EMA.
 
 Schedules are optax schedules of the optimizer step. The Paddle 'discexp'
 schedule counts samples seen, so it needs the global batch size.
@@ -52,14 +52,17 @@ def make_schedule(cfg, steps_per_epoch: int, total_steps: int,
 
 def make_tx(cfg, params: Any, schedule: optax.Schedule
             ) -> optax.GradientTransformation:
-  """Momentum SGD; with l2.mode == 'coupled', grad += rate * w first (Paddle)."""
+  """Momentum SGD or Adam; with l2.mode == 'coupled', grad += rate * w first
+  (Paddle)."""
   parts = []
   if cfg.l2.mode == 'coupled' and cfg.l2.rate:
     parts.append(optax.add_decayed_weights(
         cfg.l2.rate, mask=param_mask(params, cfg.l2.include)))
-  momentum = cfg.optim.momentum or None
-  parts.append(optax.sgd(schedule, momentum=momentum,
-                         nesterov=cfg.optim.nesterov))
+  if cfg.optim.optimizer == 'adam':  # momentum is Adam's b1
+    parts.append(optax.adam(schedule, b1=cfg.optim.momentum))
+  else:
+    parts.append(optax.sgd(schedule, momentum=cfg.optim.momentum or None,
+                           nesterov=cfg.optim.nesterov))
   return optax.chain(*parts)
 
 

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from jaxcnn import losses, optim
 from jaxcnn.config_base import base_config
@@ -42,6 +43,26 @@ def test_coupled_l2_adds_rate_times_weight_to_kernels_only():
   updates, _ = tx.update(zero, tx.init(params), params)
   chex.assert_trees_all_close(
       updates, {'dense': {'kernel': jnp.array([-1.0]), 'bias': jnp.array([0.0])}})
+
+
+def test_adam_first_step_is_lr_times_gradient_sign():
+  cfg = base_config()
+  cfg.optim.optimizer, cfg.optim.momentum = 'adam', 0.9
+  params = {'w': jnp.array([1.0, -2.0, 3.0])}
+  tx = optim.make_tx(cfg, params, optax.constant_schedule(0.1))
+  grads = {'w': jnp.array([0.5, -3e-4, 20.0])}  # the scale doesn't matter
+  updates, _ = tx.update(grads, tx.init(params), params)
+  chex.assert_trees_all_close(updates, {'w': jnp.array([-0.1, 0.1, -0.1])},
+                              atol=1e-5)
+
+
+def test_unknown_optimizer_is_rejected():
+  from jaxcnn import experiment
+  from jaxcnn.errors import ConfigError
+  cfg = base_config()
+  cfg.optim.optimizer = 'rmsprop'
+  with pytest.raises(ConfigError, match="optim.optimizer 'rmsprop'"):
+    experiment.validate(cfg)
 
 
 def test_l2_loss_on_selected_layers_only():
