@@ -17,6 +17,9 @@ def get_config(arg=None):
   c = base_config()
   c.model.name = 'resnet20_cifar'
   c.model.shortcut = 'A'           # parameter-free zero-padded identity
+  # CPU: conv inputs kept in memory, not recomputed inside the filter
+  # gradients' transposes (jaxcnn/ops/fusion.py); same values, ~1.3x faster.
+  c.model.cpu_materialize = True
   set_cifar_standard_input(c)
   set_cifar_sgd_recipe(c, learning_rate=0.1, num_epochs=120.0, weight_decay=5e-4)
   if arg == 'smoke':

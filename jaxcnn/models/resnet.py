@@ -9,6 +9,11 @@ parameter-free: when a stage halves the resolution, the identity is
 subsampled with stride 2 and its new channels are zeros. Option 'B' uses a
 1x1 strided conv + BN projection there. With option A, ResNet-20 has
 269,722 parameters (the paper's "0.27M"); option B adds 2,752.
+
+`cpu_materialize` (default on) keeps each conv input in memory on CPU
+(ops/fusion.py): XLA:CPU otherwise recomputes the BN/add/relu chain inside
+the transposed copies its filter gradients read; ResNet-20's CPU step is
+~1.3x faster with it. Same values on every platform; a no-op off CPU.
 """
 from __future__ import annotations
 
@@ -17,16 +22,19 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.models.layers import ConvBN
+from jaxcnn.ops.fusion import materialize
 
 
 class BasicBlock(nn.Module):
   features: int
   strides: int = 1
   shortcut: str = 'A'
+  cpu_materialize: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    y = ConvBN(self.features, 3, self.strides, name='conv1')(x, train)
+    keep = materialize if self.cpu_materialize else (lambda v: v)
+    y = keep(ConvBN(self.features, 3, self.strides, name='conv1')(x, train))
     y = ConvBN(self.features, 3, activation=None, name='conv2')(y, train)
     if self.strides != 1 or x.shape[-1] != self.features:
       if self.shortcut == 'A':
@@ -38,7 +46,7 @@ class BasicBlock(nn.Module):
                    name='projection')(x, train)
       else:
         raise ValueError(f"shortcut must be 'A' or 'B', got {self.shortcut!r}")
-    return nn.relu(x + y)
+    return keep(nn.relu(x + y))
 
 
 class CifarResNet(nn.Module):
@@ -47,6 +55,7 @@ class CifarResNet(nn.Module):
   depth: int = 20
   width: int = 16
   shortcut: str = 'A'
+  cpu_materialize: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -54,10 +63,13 @@ class CifarResNet(nn.Module):
       raise ValueError(f'CIFAR ResNet depth must be 6n+2, got {self.depth}')
     n = (self.depth - 2) // 6
     x = ConvBN(self.width, 3, name='stem')(x, train)
+    if self.cpu_materialize:
+      x = materialize(x)
     for stage in range(3):
       for j in range(n):
         strides = 2 if stage > 0 and j == 0 else 1
         x = BasicBlock(self.width * 2**stage, strides, self.shortcut,
+                       self.cpu_materialize,
                        name=f'stage{stage + 1}_{j + 1}')(x, train)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, name='classifier')(x)
