@@ -13,7 +13,8 @@ subsampled with stride 2 and its new channels are zeros. Option 'B' uses a
 `cpu_materialize` (default on) keeps each conv input in memory on CPU
 (ops/fusion.py): XLA:CPU otherwise recomputes the BN/add/relu chain inside
 the transposed copies its filter gradients read; ResNet-20's CPU step is
-~1.3x faster with it. Same values on every platform; a no-op off CPU.
+~1.3x faster with it. Train mode only; same values on every platform; a
+no-op off CPU.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    keep = materialize if self.cpu_materialize else (lambda v: v)
+    # Only the backward pass has the transposes; in eval it would cost ~7%.
+    keep = materialize if self.cpu_materialize and train else (lambda v: v)
     y = keep(ConvBN(self.features, 3, self.strides, name='conv1')(x, train))
     y = ConvBN(self.features, 3, activation=None, name='conv2')(y, train)
     if self.strides != 1 or x.shape[-1] != self.features:
@@ -63,7 +65,7 @@ class CifarResNet(nn.Module):
       raise ValueError(f'CIFAR ResNet depth must be 6n+2, got {self.depth}')
     n = (self.depth - 2) // 6
     x = ConvBN(self.width, 3, name='stem')(x, train)
-    if self.cpu_materialize:
+    if self.cpu_materialize and train:
       x = materialize(x)
     for stage in range(3):
       for j in range(n):
