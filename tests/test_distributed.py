@@ -5,7 +5,8 @@ single-process run ends.
 Each process has 2 CPU devices (4 in all), reads only its rows of each global
 batch, and joins the same orbax checkpoints. The port is picked free at run
 time, both processes are bounded by a timeout and killed on any failure.
-This file is also the worker (`python tests/test_distributed.py train DIR`)
+This file is also the worker (`python tests/test_distributed.py train DIR 0|1`,
+1: input.device_data)
 and the one-device reference (`... reference SINGLE_DIR MULTI_DIR`), so the
 pytest process itself compiles nothing.
 """
@@ -18,15 +19,17 @@ import subprocess
 import sys
 
 import jax
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROCESSES = 2
 TIMEOUT_S = 300
 
 
-def tiny_config():
+def tiny_config(device_data: bool = False):
   from configs import quickstart
   c = quickstart.get_config()
+  c.input.device_data = device_data  # each process: full split, its own rows
   c.num_train_steps = 4
   c.batch_size = 32               # 16 rows per process, 8 per device
   c.eval_batch_size = 120         # 360 test digits in 3 batches
@@ -36,9 +39,9 @@ def tiny_config():
   return c
 
 
-def worker_main(workdir: str) -> None:
+def worker_main(workdir: str, device_data: bool) -> None:
   from jaxcnn import train
-  results = train.train_and_evaluate(tiny_config(), workdir)
+  results = train.train_and_evaluate(tiny_config(device_data), workdir)
   print('RESULT ' + json.dumps({
       'process_index': jax.process_index(),
       'process_count': jax.process_count(),
@@ -55,7 +58,8 @@ def _free_port() -> int:
 
 def reference_main(single: str, multi: str) -> None:
   """Trains the same config in one process on one device, then reads both
-  runs' final checkpoints (orbax's multi-host layout must load here)."""
+  runs' final checkpoints (orbax's multi-host layout must load here). The
+  reference always uses the host pipeline."""
   import jax.numpy as jnp
   from jaxcnn import checkpoint, experiment, parallel, train
   config = tiny_config()
@@ -111,14 +115,15 @@ def _result(out):
   return json.loads(lines[-1][len('RESULT '):]) if lines else None
 
 
-def test_two_processes_match_one_process(tmp_path):
+@pytest.mark.parametrize('device_data', [False, True])
+def test_two_processes_match_one_process(tmp_path, device_data):
   multi, single = str(tmp_path / 'multi'), str(tmp_path / 'single')
   port = _free_port()
   procs = []
   try:
     for pid in range(PROCESSES):
       procs.append(_spawn(
-          ['train', multi], devices=2,
+          ['train', multi, str(int(device_data))], devices=2,
           JAX_COORDINATOR_ADDRESS=f'127.0.0.1:{port}',
           JAX_NUM_PROCESSES=str(PROCESSES), JAX_PROCESS_ID=str(pid),
           JAX_CPU_COLLECTIVES_IMPLEMENTATION='gloo'))
@@ -153,6 +158,6 @@ def test_two_processes_match_one_process(tmp_path):
 if __name__ == '__main__':
   sys.path.insert(0, ROOT)
   if sys.argv[1] == 'train':
-    worker_main(sys.argv[2])
+    worker_main(sys.argv[2], sys.argv[3] == '1')
   else:
     reference_main(sys.argv[2], sys.argv[3])
