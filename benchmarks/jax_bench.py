@@ -100,11 +100,10 @@ class JaxRunner:
                                              experiment.Plan(1000, 10**6))
     self.state = experiment.init_state(config, model, tx, mesh)
     sharding = jax.tree.map(lambda x: x.sharding, self.state)
-    fn = train.make_train_fn(model, tx, schedule, config, self.state.params,
-                             mesh, sharding)
-    self._make_train = functools.partial(
+    self._make_train = functools.partial(  # attach_device_data makes another
         train.make_train_fn, model, tx, schedule, config, self.state.params,
         mesh, sharding)
+    fn = self._make_train()
     info = datasets.get_info(config.dataset.name)
     self.info = info
     rng = np.random.default_rng(seed)
@@ -152,13 +151,17 @@ class JaxRunner:
                          self.eval_batch)
       jax.block_until_ready(out)
 
+  def _splits(self, data_dir: str | None):
+    from jaxcnn.data import sources
+    c = self.config
+    return sources.load(c.dataset.name, data_dir=data_dir or c.data_dir,
+                        cache_dir=c.cache_dir, allow_download=False)
+
   def attach_real_data(self, data_dir: str | None) -> str:
     """Feeds train_real() from the train loop's own iterator (real images,
     deterministic shuffle, background prefetch onto the device)."""
-    from jaxcnn.data import sources
     c = self.config
-    splits = sources.load(c.dataset.name, data_dir=data_dir or c.data_dir,
-                          cache_dir=c.cache_dir, allow_download=False)
+    splits = self._splits(data_dir)
     self._real = pipeline.prefetch(
         pipeline.train_batches(splits.x_train, splits.y_train, c.batch_size,
                                c.seed),
@@ -168,10 +171,9 @@ class JaxRunner:
   def attach_device_data(self, data_dir: str | None) -> str:
     """Feeds train_device_data(): the real train split resident on the
     device (input.device_data), the host sending only row indices."""
-    from jaxcnn.data import device_data, sources
+    from jaxcnn.data import device_data
     c = self.config
-    splits = sources.load(c.dataset.name, data_dir=data_dir or c.data_dir,
-                          cache_dir=c.cache_dir, allow_download=False)
+    splits = self._splits(data_dir)
     data = device_data.put(splits.x_train, splits.y_train,
                            parallel.replicated(self.mesh))
     self._train_rows = self._make_train(train_data=data)

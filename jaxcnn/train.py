@@ -176,8 +176,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
     summary_fn = summaries.make_summary_fn(
         config, model, getattr(tx, 'method', None), state.params, mesh,
         state_sharding)
-  gather_fn = jax.jit(device_data.gather, out_shardings=parallel.data_sharding(
-      mesh))  # summaries show the batch's images
   reporter = Reporter(workdir, p.total_steps, start, config.batch_size,
                       config.log_every_steps, config.write_summaries)
   if start == 0 and jax.process_index() == 0:
@@ -191,9 +189,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
   if train_data is not None:  # only row indices travel per step
     batches = pipeline.train_row_batches(len(splits.x_train), config.batch_size,
                                          config.seed, *where)
+    # Summaries show the batch's images: gathered only on summary steps.
+    gather = jax.jit(device_data.gather, out_shardings=data_sharding)
+    summary_batch = lambda b: gather(train_data, b['rows'])
   else:
     batches = pipeline.train_batches(splits.x_train, splits.y_train,
                                      config.batch_size, config.seed, *where)
+    summary_batch = lambda b: b
   batches = pipeline.prefetch(
       batches, lambda b: pipeline.put_global(b, data_sharding))
 
@@ -219,9 +221,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         batch = next(batches)
         if summary_fn is not None and is_time(step,
                                               config.summary_every_steps):
-          reporter.summaries(step, summary_fn, state,
-                             batch if train_data is None else
-                             gather_fn(train_data, batch['rows']))
+          reporter.summaries(step, summary_fn, state, summary_batch(batch))
         state, m = train_fn(state, batch)
         history.append(m)
         reporter.progress()

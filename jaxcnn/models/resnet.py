@@ -64,9 +64,8 @@ class CifarResNet(nn.Module):
     if (self.depth - 2) % 6:
       raise ValueError(f'CIFAR ResNet depth must be 6n+2, got {self.depth}')
     n = (self.depth - 2) // 6
-    x = ConvBN(self.width, 3, name='stem')(x, train)
-    if self.cpu_materialize and train:
-      x = materialize(x)
+    keep = materialize if self.cpu_materialize and train else (lambda v: v)
+    x = keep(ConvBN(self.width, 3, name='stem')(x, train))
     for stage in range(3):
       for j in range(n):
         strides = 2 if stage > 0 and j == 0 else 1

@@ -5,7 +5,7 @@ transposed copy of the conv input (batch moved to the minor dimension). The
 input is an elementwise chain (BN -> add -> relu, block after block), and
 XLA fuses the whole chain into that transposing copy, re-reading up to 20
 arrays at a stride of one image per element. In ResNet-20 those fusions
-were ~45% of the CPU step (benchmarks/profile_step.py; docs/performance.md).
+were ~48% of the CPU step's op time (benchmarks/profile_step.py; docs/performance.md).
 
 `lax.optimization_barrier` does not stop this: XLA:CPU removes barriers
 before fusion. A conditional does: values cross it in memory. So on CPU the
