@@ -1,13 +1,25 @@
-"""Orbax CheckpointManager adapter: save, restore_or_init, latest step.
+"""Orbax CheckpointManager adapter: save, verified restore with fallback.
 
-Orbax writes each step into a temporary directory and renames it when complete,
-so a process killed mid-write leaves the previous step intact. When the latest
-step still fails to load (corrupt files), we fall back to the one before it.
+Guarantees (tests/faults/):
+- Orbax writes each step into a temporary directory and renames it when
+  complete, so a process killed mid-write leaves the previous step intact.
+- Every save records a SHA-256 of each leaf's bytes in the step's orbax
+  metadata; restore recomputes them, so a flipped bit or a truncated chunk
+  is caught instead of silently evaluating garbage.
+- An incomplete, corrupt or unverifiable step never hides the intact steps
+  before it: readers skip it; the trainer (`writer=True`, which holds the
+  workdir lock) moves it to `<dir>.quarantine/` (nothing is deleted) so the
+  rerun can write that step again.
+- A state with NaN/Inf is never written, and `keep` is at least 1: no
+  setting deletes the last complete checkpoint.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import shutil
+import time
 from typing import Any
 
 import flax.serialization
@@ -15,47 +27,140 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxcnn.errors import CheckpointError
+from jaxcnn.errors import CheckpointError, NonFiniteError
+
+DIGEST_KEY = 'jaxcnn_sha256'      # custom metadata: {leaf path: sha256 hex}
+_NOT_VERIFIED = 'not-addressable'  # multi-host sharded leaf: no local digest
+# Files orbax writes last; a step directory without them is incomplete.
+_COMPLETE_MARKERS = ('_CHECKPOINT_METADATA', os.path.join('default',
+                                                          '_METADATA'))
 
 
-def _shapes(tree: Any) -> dict[str, tuple]:
+def _flat(tree: Any) -> list[tuple[str, Any]]:
   flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {jax.tree_util.keystr(p): tuple(getattr(v, 'shape', ())) for p, v in
-          flat}
+  return [(jax.tree_util.keystr(p), v) for p, v in flat]
 
 
 def describe_mismatch(saved: Any, expected: Any) -> str:
-  a, b = _shapes(saved), _shapes(expected)
-  lines = []
-  for k in sorted(set(a) | set(b)):
-    if a.get(k) != b.get(k):
-      lines.append(f'{k}: checkpoint {a.get(k, "missing")} vs model '
-                   f'{b.get(k, "missing")}')
+  a = {k: tuple(getattr(v, 'shape', ())) for k, v in _flat(saved)}
+  b = {k: tuple(getattr(v, 'shape', ())) for k, v in _flat(expected)}
+  lines = [f'{k}: checkpoint {a.get(k, "missing")} vs model '
+           f'{b.get(k, "missing")}'
+           for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
   return '; '.join(lines[:8]) + (' ...' if len(lines) > 8 else '')
 
 
-class Checkpointer:
-  """Thin wrapper so train/eval/predict share one way of reading a workdir."""
+def host_leaves(tree: Any) -> list[tuple[str, np.ndarray | None]]:
+  """(path, host array) per leaf; None for arrays this process cannot see
+  whole (multi-host model sharding), which are left unverified."""
+  flat = _flat(tree)
+  local = [v if not isinstance(v, jax.Array) or v.is_fully_addressable
+           else None for _, v in flat]
+  host = jax.device_get(local)  # one batched transfer
+  return [(k, None if h is None else np.asarray(h))
+          for (k, _), h in zip(flat, host)]
 
-  def __init__(self, directory: str, max_to_keep: int = 3,
-               async_save: bool = True):
+
+def digests(leaves: list[tuple[str, np.ndarray | None]]) -> dict[str, str]:
+  out = {}
+  for k, a in leaves:
+    if a is None:
+      out[k] = _NOT_VERIFIED
+      continue
+    h = hashlib.sha256(f'{a.dtype.str}{a.shape}'.encode())
+    h.update(np.ascontiguousarray(a).view(np.uint8).reshape(-1).data)
+    out[k] = h.hexdigest()
+  return out
+
+
+def nonfinite_leaves(leaves: list[tuple[str, np.ndarray | None]]) -> list[str]:
+  return [k for k, a in leaves if a is not None and
+          np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all()]
+
+
+def is_complete(step_dir: str) -> bool:
+  return os.path.isdir(step_dir) and all(
+      os.path.isfile(os.path.join(step_dir, m)) for m in _COMPLETE_MARKERS)
+
+
+def _step_names(directory: str) -> list[int]:
+  try:
+    names = os.listdir(directory)
+  except FileNotFoundError:
+    return []
+  return sorted(int(n) for n in names if n.isdigit())
+
+
+class Checkpointer:
+  """One way of reading and writing a workdir's checkpoints.
+
+  `writer=True` only for the process that owns the run (train, holding the
+  lock): it may quarantine bad steps. Readers (eval, predict, compress
+  reading a trained run) never change the directory.
+  """
+
+  def __init__(self, directory: str, keep: int = 3, async_save: bool = True,
+               writer: bool = False):
     self.directory = os.path.abspath(directory)
-    self.manager = ocp.CheckpointManager(
+    self.quarantine_dir = self.directory + '.quarantine'
+    self.writer = writer and jax.process_index() == 0
+    if writer:
+      os.makedirs(self.directory, exist_ok=True)
+      for step in _step_names(self.directory):
+        if not is_complete(os.path.join(self.directory, str(step))):
+          self.quarantine(step, 'incomplete')
+    self._async = async_save
+    self.manager = self._open(max(1, int(keep)))
+
+  def _open(self, keep: int):
+    policy = ocp.checkpoint_managers.LatestN(keep)
+    return ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True,
-            enable_async_checkpointing=async_save))
+            preservation_policy=policy, create=self.writer,
+            read_only=not self.writer,
+            enable_async_checkpointing=self._async and self.writer))
 
-  def latest_step(self) -> int | None:
-    return self.manager.latest_step()
+  def quarantine(self, step: int, reason: str) -> str | None:
+    """Moves step `step` aside (never deletes it); writer only."""
+    src = os.path.join(self.directory, str(step))
+    if not self.writer or not os.path.lexists(src):
+      return None
+    os.makedirs(self.quarantine_dir, exist_ok=True)
+    dst = os.path.join(self.quarantine_dir,
+                       f'{step}.{reason}.{time.strftime("%Y%m%d-%H%M%S")}')
+    shutil.move(src, dst)
+    print(f'warning: checkpoint step {step} is {reason}; moved to {dst}',
+          flush=True)
+    if hasattr(self, 'manager'):
+      self.manager.reload()
+    return dst
 
   def all_steps(self) -> list[int]:
-    return sorted(self.manager.all_steps())
+    """Complete steps on disk now (a live trainer may have added some)."""
+    return [s for s in _step_names(self.directory)
+            if is_complete(os.path.join(self.directory, str(s)))]
+
+  def latest_step(self) -> int | None:
+    steps = self.all_steps()
+    return steps[-1] if steps else None
 
   def save(self, step: int, state: Any) -> None:
+    """Writes `state` as step `step`; raises NonFiniteError (nothing
+    written) if any float leaf is NaN/Inf."""
+    tree = flax.serialization.to_state_dict(state)
+    leaves = host_leaves(tree)
+    bad = nonfinite_leaves(leaves)
+    if bad:
+      raise NonFiniteError(
+          f'the state at step {step} has NaN/Inf in {", ".join(bad[:4])}; '
+          'not written as a checkpoint')
+    if step in self.manager.all_steps():  # e.g. left by an abandoned run
+      self.wait()
+      self.quarantine(step, 'superseded')
     try:
-      self.manager.save(step, args=ocp.args.StandardSave(
-          flax.serialization.to_state_dict(state)), force=True)
+      self.manager.save(step, args=ocp.args.StandardSave(tree), force=True,
+                        custom_metadata={DIGEST_KEY: digests(leaves)})
     except Exception as e:  # OSError, or an async write's error re-raised
       raise CheckpointError(
           f'could not write checkpoint step {step} to {self.directory}: '
@@ -63,32 +168,46 @@ class Checkpointer:
           'Free disk space or make the workdir writable; the training state '
           'is still in memory and earlier checkpoints are untouched.') from e
 
-  def restore(self, step: int, template: Any) -> Any:
-    target = flax.serialization.to_state_dict(template)
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+  def _metadata(self, step: int):
+    try:
+      return self.manager.metadata(step)
+    except Exception as e:  # unreadable JSON, missing file
+      raise CheckpointError(
+          f'cannot read checkpoint {self.directory}/{step}: metadata '
+          f'unreadable ({type(e).__name__}: {str(e)[:200]})') from e
+
+  def restore(self, step: int, template: Any = None) -> Any:
+    """Step `step` into `template`'s structure (None: as saved, numpy
+    leaves), verified against the digests recorded at save."""
+    where = os.path.join(self.directory, str(step))
+    meta = self._metadata(step)
+    target = (None if template is None else
+              flax.serialization.to_state_dict(template))
+    tree_meta = getattr(meta.item_metadata, 'tree', meta.item_metadata)
+    if target is not None and tree_meta is not None:
+      detail = describe_mismatch(tree_meta, target)
+      if detail:
+        raise CheckpointError(f'checkpoint {where} does not match this '
+                              f'model/config: {detail}')
+    abstract = (None if target is None else
+                jax.tree.map(ocp.utils.to_shape_dtype_struct, target))
     try:
       restored = self.manager.restore(
           step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:
-      detail = ''
-      try:
-        meta = self.manager.item_metadata(step)
-        detail = describe_mismatch(meta, target)
-      except Exception:  # metadata itself unreadable: report the first error
-        pass
-      where = os.path.join(self.directory, str(step))
-      if detail:
-        raise CheckpointError(
-            f'checkpoint {where} does not match this model/config: '
-            f'{detail}') from e
       raise CheckpointError(f'cannot read checkpoint {where}: '
                             f'{type(e).__name__}: {str(e)[:300]}') from e
+    _verify(where, (meta.custom_metadata or {}).get(DIGEST_KEY), restored)
+    if template is None:
+      return jax.tree.map(np.asarray, restored)
     return flax.serialization.from_state_dict(template, restored)
 
-  def restore_latest(self, template: Any) -> tuple[Any, int | None]:
-    """Newest readable step; falls back past corrupt ones, never past a
-    shape mismatch (that is a user error, not damage)."""
+  def restore_latest(self, template: Any = None) -> tuple[Any, int | None]:
+    """Newest intact step, falling back past damaged ones; never past a
+    shape mismatch (that is a user error, not damage). Without a step:
+    (template, None)."""
     errors = []
+    self.manager.reload()  # steps a live trainer wrote since we opened
     for step in reversed(self.all_steps()):
       try:
         return self.restore(step, template), step
@@ -96,9 +215,11 @@ class Checkpointer:
         if 'does not match' in str(e):
           raise
         logging.warning('%s; trying an earlier step', e)
+        print(f'warning: {e}; trying an earlier step', flush=True)
         errors.append(str(e))
+        self.quarantine(step, 'corrupt')
     if errors:
-      raise CheckpointError('no readable checkpoint in '
+      raise CheckpointError('no intact checkpoint in '
                             f'{self.directory}: ' + ' | '.join(errors))
     return template, None
 
@@ -111,8 +232,24 @@ class Checkpointer:
                             f'{e}') from e
 
   def close(self) -> None:
-    self.wait()
-    self.manager.close()
+    try:
+      self.wait()
+    finally:
+      self.manager.close()
+
+
+def _verify(where: str, expected: dict | None, restored: Any) -> None:
+  if expected is None:
+    logging.warning('%s was written before integrity checks: not verified',
+                    where)
+    return
+  got = digests(host_leaves(restored))
+  bad = [k for k, v in got.items()
+         if v != _NOT_VERIFIED and expected.get(k) not in (v, _NOT_VERIFIED)]
+  if bad:
+    raise CheckpointError(f'checkpoint {where} is corrupt: checksum mismatch '
+                          f'in {", ".join(bad[:4])}'
+                          + (' ...' if len(bad) > 4 else ''))
 
 
 def restore_or_init(ckpt: Checkpointer, template: Any) -> tuple[Any, int]:
@@ -124,7 +261,9 @@ def restore_or_init(ckpt: Checkpointer, template: Any) -> tuple[Any, int]:
 
 def load_latest(directory: str, template: Any) -> tuple[Any, int | None,
                                                          list[int]]:
-  """(state, step, all steps) of the newest readable checkpoint; read-only."""
+  """(state, step, all steps) of the newest intact checkpoint; read-only."""
+  if not os.path.isdir(directory):
+    return template, None, []
   ckpt = Checkpointer(directory, async_save=False)
   try:
     state, step = ckpt.restore_latest(template)

@@ -84,7 +84,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.end_plots = False              # at the end: curves, confusion matrix, conv1 filters (PNG, jaxcnn/plots.py)
   c.eval_every_steps = 1000        # full test-set evaluation (also at the end)
   c.checkpoint_every_steps = 1000  # orbax checkpoint (also at the end)
-  c.keep_checkpoints = 3           # how many recent checkpoints orbax keeps
+  c.keep_checkpoints = 3           # how many recent checkpoints orbax keeps (>= 1)
+  # Resuming under a config that changes the trajectory (batch size, data,
+  # lr, length, ...) is refused. To continue anyway, name the fields or
+  # sections here, comma-separated ('num_epochs', 'optim', or '*' for all);
+  # the old config.json is kept as config.<step>.json (jaxcnn/workdir.py).
+  c.resume_override = ''
 
   # Compression (jaxcnn/compress, docs/compression.md). Off by default: with
   # method '' and init_from '' training is exactly the ordinary one.

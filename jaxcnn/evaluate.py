@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from jaxcnn import checkpoint, experiment, parallel, steps
+from jaxcnn import workdir as run_dir
 from jaxcnn.data import augment, pipeline, sources
 from jaxcnn.errors import CheckpointError
 
@@ -67,11 +68,16 @@ def print_precision(results: dict[str, dict[str, float]], step: int) -> None:
 
 
 def run(config, workdir: str, once: bool, poll_seconds: float = 10.0,
-        timeout_seconds: float = 0.0) -> dict[str, dict[str, float]] | None:
+        timeout_seconds: float = 0.0,
+        grace_seconds: float = 120.0) -> dict[str, dict[str, float]] | None:
   """--mode=eval / eval_once: evaluates checkpoints of a workdir as they land.
 
-  `timeout_seconds` > 0 stops the watcher after that long without a new
-  checkpoint; the watcher also stops after the final step of the run.
+  eval_once: the newest intact checkpoint (damaged ones are skipped).
+  eval: follows a live run, evaluating the newest step not yet seen; a
+  damaged step is reported once and never retried. It stops after the
+  run's final step, after `timeout_seconds` (> 0) without a new
+  checkpoint, or when no trainer holds the workdir and every checkpoint
+  there is evaluated (after `grace_seconds`, for a trainer still starting).
   """
   experiment.validate(config)
   mesh = parallel.make_mesh()
@@ -83,7 +89,7 @@ def run(config, workdir: str, once: bool, poll_seconds: float = 10.0,
                         tfds_data_dir=config.tfds_data_dir,
                         allow_download=config.dataset.allow_download)
   logging.info('data: %s', splits.source)
-  p = experiment.plan(config, len(splits.x_train))
+  total = experiment.plan(config, len(splits.x_train)).total_steps
   template = experiment.state_template(config, mesh)
   eval_fn = make_eval_fn(model, spec, mesh)
   if config.compress.method:
@@ -92,25 +98,58 @@ def run(config, workdir: str, once: bool, poll_seconds: float = 10.0,
     from jaxcnn.compress import session as compress_session
     _, schedule = experiment.make_optimizer(config, model,
                                             experiment.Plan(1, 1))
-    run = compress_session.start(config, model, schedule, template, mesh,
-                                 restore_only=True)
-    template, eval_fn = run.state, run.wrap_eval(eval_fn)
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
-                                 async_save=False)
-  last, last_time, results = None, time.time(), None
+    crun = compress_session.start(config, model, schedule, template, mesh,
+                                  restore_only=True)
+    template, eval_fn = crun.state, crun.wrap_eval(eval_fn)
+  directory = os.path.join(workdir, 'checkpoints')
+  evaluate_step = lambda state: evaluate_state(
+      eval_fn, state, splits.x_test, splits.y_test, config.eval_batch_size,
+      mesh)
+  if once:
+    state, step, _ = checkpoint.load_latest(directory, template)
+    if step is None:
+      raise CheckpointError(f'no checkpoint in {directory} to evaluate')
+    results = evaluate_step(state)
+    print_precision(results, step)
+    return results
+  return _watch(workdir, directory, template, evaluate_step, total,
+                poll_seconds, timeout_seconds, grace_seconds)
+
+
+def _watch(workdir, directory, template, evaluate_step, total, poll_seconds,
+           timeout_seconds, grace_seconds):
+  seen, results = set(), None
+  started = last_new = time.time()
   while True:
-    step = ckpt.latest_step()
-    if step is not None and step != last:
-      state, step = ckpt.restore_latest(template)
-      results = evaluate_state(eval_fn, state, splits.x_test, splits.y_test,
-                               config.eval_batch_size, mesh)
+    ckpt = (checkpoint.Checkpointer(directory, async_save=False)
+            if os.path.isdir(directory) else None)
+    new = [s for s in (ckpt.all_steps() if ckpt else []) if s not in seen]
+    if new:
+      step = new[-1]  # the newest; older unseen ones are superseded
+      seen.update(new)
+      last_new = time.time()
+      try:
+        state = ckpt.restore(step, template)
+      except CheckpointError as e:
+        if 'does not match' in str(e):
+          raise
+        print(f'warning: {e}; skipped', flush=True)
+        continue
+      finally:
+        ckpt.close()
+      results = evaluate_step(state)
       print_precision(results, step)
-      last, last_time = step, time.time()
-      if once or step >= p.total_steps:
+      if step >= total:
         return results
-    elif once:
-      raise CheckpointError(f'no checkpoint in {ckpt.directory} to evaluate')
-    if timeout_seconds and time.time() - last_time > timeout_seconds:
+      continue
+    if ckpt:
+      ckpt.close()
+    now = time.time()
+    if timeout_seconds and now - last_new > timeout_seconds:
+      return results
+    if (not run_dir.is_locked(workdir) and
+        (seen or now - started > grace_seconds)):
+      print(f'eval: no trainer holds {workdir} and every checkpoint there '
+            'is evaluated; stopping', flush=True)
       return results
     time.sleep(poll_seconds)
-

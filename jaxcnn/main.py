@@ -6,7 +6,12 @@
 """
 from __future__ import annotations
 
+import os
 import sys
+
+# TensorFlow only writes TensorBoard files here: keep its C++ start-up INFO
+# lines ("oneDNN custom operations are on", twice) off a normal run's output.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -16,6 +21,12 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory.')
 _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'eval_once'],
                           'What to do with the workdir.')
+_POLL = flags.DEFINE_float('eval_poll_seconds', 10.0,
+                           '--mode=eval: seconds between looks for new '
+                           'checkpoints.', lower_bound=0.01)
+_TIMEOUT = flags.DEFINE_float('eval_timeout_seconds', 0.0,
+                              '--mode=eval: stop after this long without a '
+                              'new checkpoint (0: no limit).', lower_bound=0.0)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -48,16 +59,18 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   # Imported late so --help and flag errors don't pay for JAX/TF start-up.
   from jaxcnn import evaluate, train
-  from jaxcnn.errors import JaxcnnError
+  from jaxcnn.errors import JaxcnnError, one_line
   try:
     if _MODE.value == 'train':
       train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     else:
       evaluate.run(_CONFIG.value, _WORKDIR.value,
-                   once=_MODE.value == 'eval_once')
+                   once=_MODE.value == 'eval_once',
+                   poll_seconds=_POLL.value,
+                   timeout_seconds=_TIMEOUT.value)
   except JaxcnnError as e:
-    print(f'error: {e}', file=sys.stderr, flush=True)
-    sys.exit(getattr(e, 'exit_code', 2))
+    print(f'error: {one_line(e)}', file=sys.stderr, flush=True)
+    sys.exit(e.exit_code)
 
 
 if __name__ == '__main__':

@@ -54,9 +54,24 @@ def _to_bf16(tree: Any) -> Any:
 
 
 def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
+  """1.0 where the label is among the top `k` logits, ties broken as
+  `lax.top_k` does (lower class index first).
+
+  Counted per example from the label's rank rather than with `lax.top_k`:
+  XLA's SPMD partitioner cannot split TopK over the batch, so with a sharded
+  batch it all-gathered the logits. That all-gather was a second collective,
+  independent of the gradient all-reduce, and XLA:CPU's thunk executor ran
+  the two concurrently on a pool of threads; on N host devices the devices
+  could enter them in different orders and deadlock in the rendezvous
+  (issue 16). The rank form is elementwise plus a reduction over classes, so
+  it partitions over the batch with no collective.
+  """
   k = min(k, logits.shape[-1])
-  topk = jax.lax.top_k(logits, k)[1]
-  return jnp.any(topk == labels[:, None], axis=-1).astype(jnp.float32)
+  label_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)
+  classes = jnp.arange(logits.shape[-1])
+  ahead = (logits > label_logit) | ((logits == label_logit) &
+                                    (classes < labels[:, None]))
+  return (jnp.sum(ahead, axis=-1) < k).astype(jnp.float32)
 
 
 def train_step(state: TrainState, batch: dict, teacher: Any = None, *,

@@ -6,28 +6,27 @@ only on log steps -> eval / checkpoint on their own schedules.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import os
 import signal
 import sys
+from typing import Any
 
 import jax
 
 from jaxcnn import checkpoint, evaluate, experiment, parallel, steps
+from jaxcnn import workdir as run_dir
 from jaxcnn.data import augment, device_data, pipeline, sources
-from jaxcnn.errors import CheckpointError, JaxcnnError
+from jaxcnn.errors import CheckpointError, JaxcnnError, NonFiniteError
 from jaxcnn.losses import param_mask
-from jaxcnn.metrics import Reporter, is_time
+from jaxcnn.metrics import METRICS_FILE, Reporter, is_time
 from jaxcnn.ops import cpu_options
 
 # Exit code when SIGTERM/SIGINT stopped training after a final checkpoint.
 EXIT_INTERRUPTED = 3
-
-
-class NonFiniteError(JaxcnnError, FloatingPointError):
-  """Loss or gradients became NaN/Inf."""
 
 
 class Interrupted(JaxcnnError):
@@ -57,15 +56,6 @@ class _SignalFlag:
   def __exit__(self, *exc):
     for s, h in self._old.items():
       signal.signal(s, h)
-
-
-def write_config(config, workdir: str) -> None:
-  if jax.process_index() == 0:
-    path = os.path.join(workdir, 'config.json')
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
-    os.replace(tmp, path)
 
 
 def make_train_fn(model, tx, schedule, config, params_shape, mesh,
@@ -117,10 +107,31 @@ def make_train_fn(model, tx, schedule, config, params_shape, mesh,
   return lambda state, batch: step(state, batch, *extra)
 
 
+@dataclasses.dataclass
+class _Run:
+  """What set-up hands to the loop."""
+  config: Any
+  workdir: str
+  mesh: Any
+  splits: Any
+  model: Any
+  plan: Any
+  ckpt: checkpoint.Checkpointer
+  state: Any
+  start: int
+  train_fn: Any
+  eval_fn: Any
+  summary_fn: Any
+  compress_run: Any
+  train_data: Any = None
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains per `config`, resuming from `workdir` if it holds checkpoints.
 
-  Returns the final evaluation: {'params': {...}, 'ema': {...}}.
+  Returns the final evaluation: {'params': {...}, 'ema': {...}}. The
+  workdir is locked for this trainer from before the first read of its
+  checkpoints until the last artifact is written.
   """
   parallel.check_config(config)
   # Before validate: jax.distributed must start before any backend use.
@@ -129,13 +140,32 @@ def train_and_evaluate(config, workdir: str) -> dict:
   if config.compress.method == 'deep_compression':  # a chain of runs
     from jaxcnn.compress import pipeline as deep_compression
     return deep_compression.run(config, workdir)
+  workdir = run_dir.prepare(workdir)
+  lock = run_dir.Lock(workdir)
+  if jax.process_index() == 0:
+    lock.acquire()
+  try:
+    run = _setup(config, workdir)
+    try:
+      state, results = _loop(run)
+    finally:
+      run.ckpt.close()
+    _finish(run, state, results)
+  finally:
+    lock.release()
+  return results
+
+
+def _setup(config, workdir: str) -> _Run:
   from jaxcnn.compress import distill
   teacher = distill.load_teacher(config)  # checked before data and compile
   mesh = parallel.make_mesh(config.mesh.model)
   parallel.check_global_batch(config.batch_size, mesh)
   parallel.check_global_batch(config.eval_batch_size, mesh, 'eval_batch_size')
-  os.makedirs(workdir, exist_ok=True)
-
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
+                                 config.keep_checkpoints, writer=True)
+  if ckpt.latest_step() is not None:  # before any data: a refusal is quick
+    run_dir.check_resume(workdir, config, ckpt.latest_step())
   splits = sources.load(config.dataset.name, data_dir=config.data_dir,
                         cache_dir=config.cache_dir,
                         tfds_data_dir=config.tfds_data_dir,
@@ -150,15 +180,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
   # Compression runs (config.compress / config.init_from) bring their own
   # optimizer wrapper and initial state; None leaves training untouched.
   from jaxcnn.compress import session as compress_session
-  run = compress_session.start(config, model, schedule, template, mesh)
-  if run is not None:
-    tx, template = run.tx, run.state
-    model = run.model  # xnor wraps the model to binarise layer inputs
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
-                                 config.keep_checkpoints)
+  crun = compress_session.start(config, model, schedule, template, mesh)
+  if crun is not None:
+    tx, template = crun.tx, crun.state
+    model = crun.model  # xnor wraps the model to binarise layer inputs
   state, start = checkpoint.restore_or_init(ckpt, template)
-  write_config(config, workdir)
-
+  if jax.process_index() == 0:
+    run_dir.write_config(config, workdir)
   state_sharding = jax.tree.map(lambda x: x.sharding, template)
   train_data = None
   if config.input.device_data:
@@ -168,109 +196,167 @@ def train_and_evaluate(config, workdir: str) -> dict:
                            state_sharding, teacher, train_data)
   eval_fn = evaluate.make_eval_fn(model, augment.spec_from_config(config.input),
                                   mesh, state_sharding)
-  if run is not None:  # e.g. SVD factors -> dense kernels for the model
-    eval_fn = run.wrap_eval(eval_fn)
+  if crun is not None:  # e.g. SVD factors -> dense kernels for the model
+    eval_fn = crun.wrap_eval(eval_fn)
   summary_fn = None  # images/histograms/sparsity: a separate jit, its own steps
   if config.summary_every_steps > 0 and config.write_summaries:
     from jaxcnn import summaries
     summary_fn = summaries.make_summary_fn(
         config, model, getattr(tx, 'method', None), state.params, mesh,
         state_sharding)
-  reporter = Reporter(workdir, p.total_steps, start, config.batch_size,
-                      config.log_every_steps, config.write_summaries)
-  if start == 0 and jax.process_index() == 0:
-    from jaxcnn.models import flops
-    table = flops.summary(model, experiment.input_shape(config))
-    print(f'model {config.model.name}:\n{table}', flush=True)
-    reporter.text(0, 'config', config.to_json_best_effort(indent=2))
-    reporter.text(0, 'model_summary', table)
-  data_sharding = parallel.data_sharding(mesh)
-  where = (start, jax.process_index(), jax.process_count())
-  if train_data is not None:  # only row indices travel per step
+  return _Run(config, workdir, mesh, splits, model, p, ckpt, state, start,
+              train_fn, eval_fn, summary_fn, crun, train_data)
+
+
+def _batches(run: _Run):
+  """(device batches, summary_batch) from the run's position."""
+  config, splits = run.config, run.splits
+  data_sharding = parallel.data_sharding(run.mesh)
+  where = (run.start, jax.process_index(), jax.process_count())
+  if run.train_data is not None:  # only row indices travel per step
     batches = pipeline.train_row_batches(len(splits.x_train), config.batch_size,
                                          config.seed, *where)
     # Summaries show the batch's images: gathered only on summary steps.
     gather = jax.jit(device_data.gather, out_shardings=data_sharding)
-    summary_batch = lambda b: gather(train_data, b['rows'])
+    summary_batch = lambda b: gather(run.train_data, b['rows'])
   else:
     batches = pipeline.train_batches(splits.x_train, splits.y_train,
                                      config.batch_size, config.seed, *where)
     summary_batch = lambda b: b
-  batches = pipeline.prefetch(
-      batches, lambda b: pipeline.put_global(b, data_sharding))
+  return pipeline.prefetch(
+      batches, lambda b: pipeline.put_global(b, data_sharding)), summary_batch
 
-  history, last_saved, results = [], start if start else None, None
 
-  def check_finite(step):
-    """Fetches `history` to the host (the only sync between logs)."""
-    nonlocal history
-    history = jax.device_get(history)
-    bad = [i for i, h in enumerate(history) if h['nonfinite'] > 0]
-    if bad and not config.skip_nonfinite_updates:
-      first = step - len(history) + bad[0] + 1
-      raise NonFiniteError(
-          f'loss or gradients became NaN/Inf at step {first}; stopped without '
-          f'saving. Last good checkpoint: '
-          f'{"step " + str(last_saved) if last_saved else "none"} in '
-          f'{ckpt.directory}. Lower optim.learning_rate, or set '
-          'skip_nonfinite_updates=True to skip such batches.')
+def _reporter(run: _Run) -> Reporter:
+  config = run.config
+  run_dir.repair_jsonl(os.path.join(run.workdir, METRICS_FILE))
+  reporter = Reporter(run.workdir, run.plan.total_steps, run.start,
+                      config.batch_size, config.log_every_steps,
+                      config.write_summaries)
+  if run.start == 0 and jax.process_index() == 0:
+    from jaxcnn.models import flops
+    table = flops.summary(run.model, experiment.input_shape(config))
+    print(f'model {config.model.name}:\n{table}', flush=True)
+    reporter.text(0, 'config', config.to_json_best_effort(indent=2))
+    reporter.text(0, 'model_summary', table)
+  return reporter
 
+
+class _Guard:
+  """Non-finite detection and the checkpoint bookkeeping around it.
+
+  The loss of step s is computed from the state saved at step s - 1, so a
+  non-finite loss at step s also condemns that checkpoint: it is moved to
+  quarantine and the message names the one before as the last good one.
+  """
+
+  def __init__(self, run: _Run):
+    self.run, self.history = run, []
+    self.last_saved = run.start if run.start else None
+
+  def _fail(self, detail: str, first_bad_state: int):
+    ckpt = self.run.ckpt
+    ckpt.wait()
+    for s in ckpt.all_steps():
+      if s >= first_bad_state:
+        ckpt.quarantine(s, 'diverged')
+    good = [s for s in ckpt.all_steps() if s < first_bad_state]
+    raise NonFiniteError(
+        f'{detail}; stopped. Last good checkpoint: '
+        f'{"step " + str(good[-1]) if good else "none"} in {ckpt.directory}. '
+        'Lower optim.learning_rate, or set skip_nonfinite_updates=True to '
+        'skip such batches.')
+
+  def check(self, step: int) -> None:
+    """Fetches the history to the host (the only sync between logs)."""
+    self.history = jax.device_get(self.history)
+    bad = [i for i, h in enumerate(self.history) if h['nonfinite'] > 0]
+    if bad and not self.run.config.skip_nonfinite_updates:
+      first = step - len(self.history) + bad[0] + 1
+      self._fail(f'loss or gradients became NaN/Inf at step {first}',
+                 first - 1)
+
+  def save(self, step: int, state, must: bool) -> None:
+    if self.history:
+      self.check(step)
+    try:
+      self.run.ckpt.save(step, state)
+      self.last_saved = step
+    except NonFiniteError as e:
+      self._fail(str(e), step)
+    except CheckpointError as e:
+      if must:
+        raise
+      # The state is still in memory: keep training and retry at the
+      # next checkpoint step rather than dying with the work.
+      print(f'warning: {e} Training continues; the next checkpoint '
+            'step retries.', file=sys.stderr, flush=True)
+
+
+def _evaluate(run: _Run, state) -> dict:
+  return evaluate.evaluate_state(run.eval_fn, state, run.splits.x_test,
+                                 run.splits.y_test, run.config.eval_batch_size,
+                                 run.mesh)
+
+
+def _loop(run: _Run):
+  config, total = run.config, run.plan.total_steps
+  state, results, guard = run.state, None, _Guard(run)
+  batches, summary_batch = _batches(run)
+  reporter = _reporter(run)
   try:
     with _SignalFlag() as sig:
-      for step in range(start + 1, p.total_steps + 1):
+      for step in range(run.start + 1, total + 1):
         batch = next(batches)
-        if summary_fn is not None and is_time(step,
-                                              config.summary_every_steps):
-          reporter.summaries(step, summary_fn, state, summary_batch(batch))
-        state, m = train_fn(state, batch)
-        history.append(m)
+        if run.summary_fn is not None and is_time(step,
+                                                  config.summary_every_steps):
+          reporter.summaries(step, run.summary_fn, state, summary_batch(batch))
+        state, m = run.train_fn(state, batch)
+        guard.history.append(m)
         reporter.progress()
-        final = step == p.total_steps
+        final = step == total
         if is_time(step, config.log_every_steps) or final or sig.signum:
-          check_finite(step)
-          reporter.train(step, history)
-          history = []
+          guard.check(step)
+          reporter.train(step, guard.history)
+          guard.history = []
         if is_time(step, config.checkpoint_every_steps) or final or sig.signum:
-          if history:
-            check_finite(step)
-          try:
-            ckpt.save(step, state)
-            last_saved = step
-          except CheckpointError as e:
-            if final or sig.signum:
-              raise
-            # The state is still in memory: keep training and retry at the
-            # next checkpoint step rather than dying with the work.
-            print(f'warning: {e} Training continues; the next checkpoint '
-                  'step retries.', file=sys.stderr, flush=True)
+          guard.save(step, state, must=final or bool(sig.signum))
         if sig.signum:
-          ckpt.wait()
-          raise Interrupted(
-              f'stopped by signal {sig.signum} after step {step}; checkpoint '
-              f'saved in {ckpt.directory}. Run the same command to resume.')
+          _stop(run.ckpt, sig.signum, step)
         if is_time(step, config.eval_every_steps) or final:
-          results = evaluate.evaluate_state(
-              eval_fn, state, splits.x_test, splits.y_test,
-              config.eval_batch_size, mesh)
+          results = _evaluate(run, state)
           reporter.eval(step, results)
           reporter.reset_timer(step)
     if results is None:  # resumed at the end: evaluate what is there
-      results = evaluate.evaluate_state(eval_fn, state, splits.x_test,
-                                        splits.y_test, config.eval_batch_size,
-                                        mesh)
+      results = _evaluate(run, state)
       reporter.eval(int(state.step), results)
   finally:
     batches.close()  # stops and joins the prefetch thread
-    ckpt.close()
     reporter.close()
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'final_metrics.json'), 'w') as f:
-      json.dump({'step': int(jax.device_get(state.step)), **results}, f,
-                indent=2)
-    if run is not None:  # artifact + compression_report.json
-      compress_session.finish(run, state, splits, workdir, results)
-    elif config.end_plots and jax.process_count() == 1:
-      from jaxcnn import plots  # curves, confusion matrix, filters (PNG)
-      plots.end_of_training(config, model, state, splits, workdir)
-  return results
+  return state, results
 
+
+def _stop(ckpt: checkpoint.Checkpointer, signum: int, step: int):
+  ckpt.wait()
+  where = (f'checkpoint of step {step} saved in {ckpt.directory}'
+           if step in ckpt.all_steps() else
+           f'no checkpoint of step {step} could be written (see above); '
+           f'latest intact: {ckpt.latest_step()}')
+  raise Interrupted(f'stopped by signal {signum} after step {step}; {where}. '
+                    'Run the same command to resume.')
+
+
+def _finish(run: _Run, state, results) -> None:
+  if jax.process_index() != 0:
+    return
+  config, workdir = run.config, run.workdir
+  with open(os.path.join(workdir, 'final_metrics.json'), 'w') as f:
+    json.dump({'step': int(jax.device_get(state.step)), **results}, f,
+              indent=2)
+  if run.compress_run is not None:  # artifact + compression_report.json
+    from jaxcnn.compress import session as compress_session
+    compress_session.finish(run.compress_run, state, run.splits, workdir,
+                            results)
+  elif config.end_plots and jax.process_count() == 1:
+    from jaxcnn import plots  # curves, confusion matrix, filters (PNG)
+    plots.end_of_training(config, run.model, state, run.splits, workdir)

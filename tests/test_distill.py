@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from jaxcnn import losses, models, steps, train
+from jaxcnn import workdir as run_dir
 from jaxcnn.compress import distill
 from jaxcnn.data import augment
 from jaxcnn.errors import CheckpointError, ConfigError
@@ -123,12 +124,12 @@ def write_workdir(c, d, params, step):
   (numpy params; readers use params / ema_params / batch_stats only)."""
   from jaxcnn import checkpoint
   ckpt = checkpoint.Checkpointer(os.path.join(d, 'checkpoints'),
-                                 async_save=False)
+                                 async_save=False, writer=True)
   ckpt.save(step, TrainState(step=np.asarray(step, np.int32), params=params,
                              batch_stats={}, opt_state={}, ema_params={},
                              rng=np.zeros(2, np.uint32)))
   ckpt.close()
-  train.write_config(c, d)
+  run_dir.write_config(c, d)
 
 
 @pytest.fixture(scope='module')

@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from jaxcnn import experiment
+from jaxcnn import workdir as run_dir
 from jaxcnn.compress import base, huffman, report, storage
 from jaxcnn.data import augment, sources
 
@@ -86,7 +87,7 @@ def run(config, workdir: str) -> dict:
     raise ConfigError('invalid config: compress.deep_compression.prune_steps '
                       'and quantize_steps must be > 0')
   os.makedirs(workdir, exist_ok=True)
-  train.write_config(config, workdir)
+  run_dir.write_config(config, workdir)
   for d, c in stage_configs(config, workdir):
     if _report(d) is not None:
       print(f'deep_compression: {d} is finished, skipped', flush=True)

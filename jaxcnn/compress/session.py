@@ -18,9 +18,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
-from jaxcnn import experiment, optim, parallel, steps
+from jaxcnn import checkpoint, experiment, optim, parallel, steps
 from jaxcnn.compress import apply, base, report, storage, structured
 from jaxcnn.compress import lowrank, prune  # noqa: F401 (registers methods)
 from jaxcnn.compress import binary  # noqa: F401 (registers methods)
@@ -32,22 +31,18 @@ from jaxcnn.state import TrainState
 
 
 def load_dense(workdir: str, weights: str = 'auto') -> dict:
-  """{'params', 'batch_stats', 'step', 'weights'} of a workdir's latest
-  checkpoint, read without a template (any optimizer, any jaxcnn version)."""
+  """{'params', 'batch_stats', 'step', 'weights'} of a workdir's newest
+  intact checkpoint, read without a template (any optimizer), verified."""
   ckdir = os.path.abspath(os.path.join(workdir, 'checkpoints'))
-  steps = sorted(int(d) for d in os.listdir(ckdir) if d.isdigit()) \
-      if os.path.isdir(ckdir) else []
-  if not steps:
+  raw, step, _ = checkpoint.load_latest(ckdir, None)
+  if step is None:
     raise CheckpointError(f'init_from: no checkpoint in {ckdir}')
-  raw = ocp.StandardCheckpointer().restore(
-      os.path.join(ckdir, str(steps[-1]), 'default'))
   use_ema = weights == 'ema' or (weights == 'auto' and raw.get('ema_params'))
   if weights == 'ema' and not raw.get('ema_params'):
     raise CheckpointError(f'init_from_weights=ema but {workdir} has no EMA')
-  to_np = lambda t: jax.tree.map(np.asarray, t)
-  return {'params': to_np(raw['ema_params'] if use_ema else raw['params']),
-          'batch_stats': to_np(raw.get('batch_stats') or {}),
-          'step': steps[-1], 'weights': 'ema' if use_ema else 'params'}
+  return {'params': raw['ema_params'] if use_ema else raw['params'],
+          'batch_stats': raw.get('batch_stats') or {},
+          'step': step, 'weights': 'ema' if use_ema else 'params'}
 
 
 @dataclasses.dataclass
