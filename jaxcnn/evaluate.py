@@ -36,11 +36,12 @@ def evaluate(eval_fn: Callable, params: Any, batch_stats: Any,
              mesh) -> dict[str, float]:
   sharding = parallel.data_sharding(mesh)
   totals = None
+  throttle = parallel.Throttle.for_mesh(mesh)
   batches = pipeline.eval_batches(images, labels, batch_size,
                                   jax.process_index(), jax.process_count())
   for batch in pipeline.prefetch(
       batches, lambda b: pipeline.put_global(b, sharding)):
-    out = eval_fn(params, batch_stats, batch)
+    out = throttle(eval_fn(params, batch_stats, batch))
     totals = out if totals is None else jax.tree.map(lambda a, b: a + b,
                                                      totals, out)
   t = jax.device_get(totals)

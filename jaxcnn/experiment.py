@@ -14,14 +14,10 @@ from typing import Any
 import jax
 import ml_collections
 
-from jaxcnn import models, optim
+from jaxcnn import config_checks, models, optim, parallel
 from jaxcnn.data import augment, datasets
 from jaxcnn.errors import ConfigError
 from jaxcnn.losses import param_mask, path_str
-
-_SCHEDULES = ('constant', 'staircase_exp', 'discexp', 'cosine')
-_NORMALIZE = ('unit', 'per_image', 'mean_std')
-_L2_MODES = ('none', 'loss', 'coupled')
 
 
 def model_kwargs(config) -> dict[str, Any]:
@@ -49,7 +45,10 @@ def input_shape(config) -> tuple[int, int, int]:
 
 
 def validate(config) -> None:
-  """Raises ConfigError naming the offending field; no data, no compile."""
+  """Raises ConfigError naming the offending field; no data, no compile.
+
+  Cheap checks first (names, then every field's range: config_checks,
+  parallel.check_config), then the model's shapes on the config's input."""
   def bad(msg):
     raise ConfigError(f'invalid config: {msg}')
   if config.model.name not in models.list_models():
@@ -58,32 +57,9 @@ def validate(config) -> None:
   if config.dataset.name not in datasets.DATASETS:
     bad(f'unknown dataset {config.dataset.name!r}; valid names: '
         f'{", ".join(sorted(datasets.DATASETS))}')
-  for field in ('batch_size', 'eval_batch_size'):
-    if config[field] <= 0:
-      bad(f'{field} must be > 0, got {config[field]}')
-  if config.optim.learning_rate <= 0:
-    bad(f'optim.learning_rate must be > 0, got {config.optim.learning_rate}')
-  if config.num_train_steps <= 0 and config.num_epochs <= 0:
-    bad('set num_epochs > 0 or num_train_steps > 0')
-  if config.optim.optimizer not in ('sgd', 'adam'):
-    bad(f"optim.optimizer {config.optim.optimizer!r} not in ('sgd', 'adam')")
-  if config.optim.optimizer == 'adam' and not 0 <= config.optim.momentum < 1:
-    bad(f'optim.momentum (Adam b1) must be in [0, 1), got '
-        f'{config.optim.momentum}')
-  if config.optim.schedule not in _SCHEDULES:
-    bad(f'optim.schedule {config.optim.schedule!r} not in {_SCHEDULES}')
-  if config.input.normalize not in _NORMALIZE:
-    bad(f'input.normalize {config.input.normalize!r} not in {_NORMALIZE}')
-  if config.l2.mode not in _L2_MODES:
-    bad(f'l2.mode {config.l2.mode!r} not in {_L2_MODES}')
-  if not 0.0 <= config.ema_decay < 1.0:
-    bad(f'ema_decay must be in [0, 1), got {config.ema_decay}')
-  if config.precision not in ('float32', 'bfloat16'):
-    bad(f"precision must be 'float32' or 'bfloat16', got {config.precision!r}")
-  if config.xla_cpu_conv not in ('eigen', 'ynnpack'):
-    bad("xla_cpu_conv must be 'eigen' or 'ynnpack', got "
-        f'{config.xla_cpu_conv!r}')
-  h = datasets.get_info(config.dataset.name).image_shape[0]
+  h, _, channels = datasets.get_info(config.dataset.name).image_shape
+  config_checks.check(config, channels)
+  parallel.check_config(config)
   size = (config.input.resize or h + 2 * config.input.pad)
   if config.input.crop > size:
     bad(f'input.crop={config.input.crop} is larger than the {size}x{size} '
@@ -93,7 +69,13 @@ def validate(config) -> None:
     re.compile(config.l2.include)
   except re.error as e:
     bad(f'l2.include is not a valid regex: {e}')
-  # Shapes only: catches bad model overrides and an l2 regex matching nothing.
+  params = _validate_shapes(config, bad)
+  _validate_compress(config, params, bad)
+
+
+def _validate_shapes(config, bad):
+  """Shapes only: catches bad model overrides and an l2 regex matching
+  nothing. Returns the parameter shapes."""
   model = build_model(config)
   try:
     shapes = jax.eval_shape(
@@ -110,16 +92,17 @@ def validate(config) -> None:
                jax.tree_util.tree_flatten_with_path(shapes['params'])[0]]
       bad(f'l2.include={config.l2.include!r} matches no kernel; parameter '
           f'paths are: {", ".join(names)}')
-  _validate_compress(config, shapes['params'], bad)
+  return shapes['params']
 
 
 def _validate_compress(config, params, bad) -> None:
   """The method exists and every `*include` regex of its section names at
   least one parameter: a typo must not silently compress nothing."""
+  from jaxcnn.compress import base, ranges, session  # noqa: F401 (registers methods)
+  ranges.check(config)  # values no method can use (sparsity 1.5, bits 0)
   name = config.compress.method
   if not name:
     return
-  from jaxcnn.compress import base, session  # noqa: F401 (registers methods)
   if name not in base.list_methods():
     bad(f'unknown compress.method {name!r}; valid: '
         f'{", ".join(base.list_methods())}')

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxcnn import config_checks
 from jaxcnn.errors import ConfigError
 from jaxcnn.losses import path_str
 
@@ -66,18 +67,23 @@ def maybe_initialize_distributed(dist_cfg) -> None:
 
 
 def check_config(config) -> None:
-  """Parallelism fields, checked in pure Python before any device work."""
-  if config.parallel not in PARALLEL_MODES:
-    raise ConfigError(f'parallel={config.parallel!r} not in {PARALLEL_MODES}')
-  if config.mesh.model < 1:
-    raise ConfigError(f'mesh.model must be >= 1, got {config.mesh.model}')
+  """Parallelism and jax.distributed fields, checked in pure Python before
+  any device work (train runs this before maybe_initialize_distributed)."""
+  config_checks.check_choice('parallel', config.parallel, PARALLEL_MODES)
+  config_checks.check_int('mesh.model', config.mesh.model, 1)
+  dist = config.distributed
+  config_checks.check_int('distributed.num_processes', dist.num_processes, 0,
+                          note=f' (0: ${ENV_NUM_PROCESSES})')
+  config_checks.check_int('distributed.process_id', dist.process_id, -1,
+                          hi=dist.num_processes or None,
+                          note=f' (-1: ${ENV_PROCESS_ID})')
   try:
     re.compile(config.shard_params)
   except re.error as e:
-    raise ConfigError(f'shard_params is not a valid regex: {e}') from None
+    config_checks.bad(f'shard_params is not a valid regex: {e}')
   if config.parallel == 'pmap' and (config.mesh.model > 1 or
                                     config.shard_params):
-    raise ConfigError(
+    config_checks.bad(
         "parallel='pmap' is pure data parallelism (one full replica per "
         "device); use parallel='jit' with mesh.model > 1 and shard_params "
         'to split parameters over devices')
@@ -246,3 +252,42 @@ def memory_report(abstract_state: Any, shardings: Any) -> MemoryReport:
               for x in jax.tree.leaves(abstract_state))
   return MemoryReport(total, abstract_bytes_per_device(abstract_state,
                                                        shardings))
+
+
+# Steps allowed in flight on XLA:CPU with several devices (see Throttle).
+CPU_MULTI_DEVICE_INFLIGHT = 2
+
+
+class Throttle:
+  """Bounds how many dispatched programs may be queued but unfinished.
+
+  Why (issue 16, measured with gdb on jaxlib 0.10.2): with N > 1 XLA:CPU
+  devices, each device's share of a program runs as a task on the client's
+  small thread pool, and a task first waits on its device's in-flight
+  semaphore while holding a pool thread. When the Python loop runs far ahead
+  of the devices (asynchronous dispatch between two host syncs), queued
+  tasks of device B can occupy the pool while device A's share of step k sits
+  in its all-reduce, waiting for device B's share of step k, which can no
+  longer get a thread: "Expected 2 threads to join the rendezvous". Keeping
+  at most `limit` programs in flight keeps the queue shorter than the pool.
+  GPUs, TPUs and a single CPU device are not throttled (limit 0).
+  """
+
+  def __init__(self, limit: int):
+    self.limit = limit
+    self._queue: collections.deque = collections.deque()
+
+  @classmethod
+  def for_mesh(cls, mesh: Mesh) -> 'Throttle':
+    cpu_multi = (mesh.devices.flat[0].platform == 'cpu' and
+                 len(mesh.local_devices) > 1)
+    return cls(CPU_MULTI_DEVICE_INFLIGHT if cpu_multi else 0)
+
+  def __call__(self, outputs: Any) -> Any:
+    """Records `outputs` of a just-dispatched program; waits for the oldest
+    when more than `limit` are in flight. Returns `outputs`."""
+    if self.limit:
+      self._queue.append(outputs)
+      if len(self._queue) > self.limit:
+        jax.block_until_ready(self._queue.popleft())
+    return outputs

@@ -9,13 +9,17 @@ still predicted, and the exit code is 1 if any file failed.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
+import stat
+import struct
 import sys
 import warnings
 
 import numpy as np
+from PIL import ExifTags, Image, ImageOps
 
 from jaxcnn.errors import CheckpointError, JaxcnnError
 
@@ -40,34 +44,152 @@ def load_config(workdir: str):
     raise CheckpointError(f'cannot read {path}: {e}') from None
 
 
-def read_image(path: str, hw: tuple[int, int], channels: int) -> np.ndarray:
-  """uint8 [H, W, C] in the dataset's layout, or ImageError."""
-  from PIL import Image
+# PIL's decoders raise any of these on damaged or hostile files.
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error,
+                  IndexError, KeyError, TypeError, ZeroDivisionError)
+_ALPHA_MODES = ('RGBA', 'LA', 'PA', 'RGBa', 'La')
+
+
+def _one_line(e) -> str:
+  return ' '.join(str(e).split())[:200]
+
+
+def _refuse_special(path: str, st: os.stat_result) -> None:
+  """Only regular, non-empty files are images: a FIFO blocks open() until a
+  writer comes, /dev/zero reads forever, a socket cannot be read at all."""
+  mode = st.st_mode
+  if stat.S_ISDIR(mode):
+    raise ImageError(f'{path}: is a directory, not an image file')
+  if not stat.S_ISREG(mode):
+    kind = ('a FIFO (named pipe)' if stat.S_ISFIFO(mode) else
+            'a socket' if stat.S_ISSOCK(mode) else
+            'a character device' if stat.S_ISCHR(mode) else
+            'a block device' if stat.S_ISBLK(mode) else 'not a regular file')
+    raise ImageError(f'{path}: is {kind}, not an image file; pass a regular '
+                     'image file')
+  if st.st_size == 0:
+    raise ImageError(f'{path}: is empty (0 bytes), not an image')
+
+
+def _open_regular(path: str):
+  """A binary file object for `path` if it is a regular, non-empty file.
+
+  O_NONBLOCK makes open() return at once even if the path became a FIFO after
+  the stat; fstat on the descriptor then catches that swap."""
   try:
-    with warnings.catch_warnings():
-      warnings.simplefilter('error', Image.DecompressionBombWarning)
-      with Image.open(path) as im:
-        if im.width * im.height > MAX_PIXELS:
-          raise ImageError(f'{path}: {im.width}x{im.height} is too large '
-                           f'(limit {MAX_PIXELS} pixels)')
-        im = im.convert('L' if channels == 1 else 'RGB')
-        if im.size != (hw[1], hw[0]):
-          im = im.resize((hw[1], hw[0]), Image.BILINEAR)
-        arr = np.asarray(im, np.uint8)
-  except ImageError:
-    raise
-  except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-    raise ImageError(f'{path}: image is too large (decompression bomb '
-                     'guard)') from None
+    _refuse_special(path, os.stat(path))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
   except FileNotFoundError:
-    raise ImageError(f'{path}: no such file') from None
-  except IsADirectoryError:
-    raise ImageError(f'{path}: is a directory, not an image') from None
+    why = 'broken symbolic link' if os.path.islink(path) else 'no such file'
+    raise ImageError(f'{path}: {why}') from None
   except PermissionError:
     raise ImageError(f'{path}: permission denied') from None
-  except (OSError, ValueError, SyntaxError) as e:  # PIL's "cannot identify"/truncated
-    raise ImageError(f'{path}: not a readable image ({e})') from None
+  except OSError as e:  # ELOOP, ENAMETOOLONG, ENXIO, EIO...
+    what = 'symbolic link loop' if e.errno == errno.ELOOP else e.strerror
+    raise ImageError(f'{path}: cannot open ({what})') from None
+  try:
+    _refuse_special(path, os.fstat(fd))
+  except ImageError:
+    os.close(fd)
+    raise
+  return os.fdopen(fd, 'rb')
+
+
+def _wide_to_l(path: str, im):
+  """16-bit, 32-bit integer and float gray images to 8-bit 'L', by scaling:
+  PIL's convert('L') clips them at 255 instead."""
+  a = np.asarray(im).astype(np.float64)
+  if not np.isfinite(a).all():
+    raise ImageError(f'{path}: {im.mode} image holds NaN or infinite values')
+  lo, hi = float(a.min()), float(a.max())
+  if im.mode.startswith('I;16'):
+    full = 65535.0
+  elif lo < 0:
+    raise ImageError(f'{path}: {im.mode} image has negative values (min '
+                     f'{lo:g}); save it as an 8- or 16-bit image')
+  elif im.mode == 'F':  # floats have no fixed range: 0..1 or 0..255
+    if hi > 255:
+      raise ImageError(f'{path}: float image values reach {hi:g}, outside '
+                       '0..1 and 0..255; save it as an 8- or 16-bit image')
+    full = 1.0 if hi <= 1 else 255.0
+  else:  # 'I': the smallest of the 8-, 16- and 31-bit ranges that holds it
+    full = next(f for f in (255.0, 65535.0, 2.0**31 - 1) if hi <= f)
+  return Image.fromarray(np.round(a * (255.0 / full)).astype(np.uint8))
+
+
+def _to_dataset_mode(path: str, im, channels: int):
+  """'L' or 'RGB', as the dataset stores images."""
+  if im.mode in ('I', 'F') or im.mode.startswith('I;16'):
+    im = _wide_to_l(path, im)
+  if im.mode in _ALPHA_MODES or 'transparency' in im.info:
+    # Transparent pixels become black (MNIST's background); dropping alpha
+    # instead would show whatever colour they happen to hold.
+    black = Image.new('RGBA', im.size, (0, 0, 0, 255))
+    im = Image.alpha_composite(black, im.convert('RGBA'))
+  if im.mode not in ('1', 'L', 'RGB'):  # CMYK, YCbCr, LAB, HSV, P, RGBX...
+    im = im.convert('RGB')
+  return im.convert('L' if channels == 1 else 'RGB')
+
+
+def _upright(path: str, im, note):
+  """Applies the EXIF orientation, as viewers do; bad EXIF is ignored."""
+  try:
+    orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
+  except _DECODE_ERRORS:
+    note(f'{path}: unreadable EXIF data; orientation not applied')
+    return im
+  return ImageOps.exif_transpose(im) if orientation in range(2, 9) else im
+
+
+def _decode(path: str, im, hw: tuple[int, int], channels: int, note):
+  if im.width * im.height > MAX_PIXELS:
+    raise ImageError(f'{path}: {im.width}x{im.height} is too large '
+                     f'(limit {MAX_PIXELS} pixels)')
+  if im.width == 0 or im.height == 0:
+    raise ImageError(f'{path}: has zero size ({im.width}x{im.height})')
+  frames = getattr(im, 'n_frames', 1)
+  if frames > 1:
+    note(f'{path}: has {frames} frames; using the first')
+    im.seek(0)
+  im = _to_dataset_mode(path, _upright(path, im, note), channels)
+  if im.size != (hw[1], hw[0]):
+    im = im.resize((hw[1], hw[0]), Image.BILINEAR)
+  arr = np.asarray(im, np.uint8)
   return arr[..., None] if arr.ndim == 2 else arr
+
+
+def _note_to_stderr(msg: str) -> None:
+  print(f'note: {msg}', file=sys.stderr)
+
+
+def read_image(path: str, hw: tuple[int, int], channels: int,
+               note=_note_to_stderr) -> np.ndarray:
+  """uint8 [H, W, C] as the dataset stores images, or a one-line ImageError.
+
+  Only regular files are opened (FIFOs, devices and sockets are refused
+  without blocking). The EXIF orientation is applied; alpha is composited
+  over black; 16-bit, 32-bit and float images are scaled to 0..255, not
+  clipped; of an animated or multi-page file the first frame is used and
+  `note` says so.
+  """
+  with _open_regular(path) as f:
+    try:
+      with warnings.catch_warnings():
+        warnings.simplefilter('error', Image.DecompressionBombWarning)
+        with Image.open(f) as im:
+          return _decode(path, im, hw, channels, note)
+    except ImageError:
+      raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning,
+            MemoryError):
+      raise ImageError(f'{path}: image is too large (decompression bomb '
+                       'guard)') from None
+    except Image.UnidentifiedImageError:
+      raise ImageError(f'{path}: not an image format PIL can read (a text '
+                       'file, or damaged?)') from None
+    except _DECODE_ERRORS as e:  # truncated data, bad headers, mode errors
+      raise ImageError(f'{path}: not a readable image '
+                       f'({_one_line(e)})') from None
 
 
 class Predictor:

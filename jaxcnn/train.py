@@ -302,6 +302,7 @@ def _evaluate(run: _Run, state) -> dict:
 def _loop(run: _Run):
   config, total = run.config, run.plan.total_steps
   state, results, guard = run.state, None, _Guard(run)
+  throttle = parallel.Throttle.for_mesh(run.mesh)
   batches, summary_batch = _batches(run)
   reporter = _reporter(run)
   try:
@@ -312,7 +313,7 @@ def _loop(run: _Run):
                                                   config.summary_every_steps):
           reporter.summaries(step, run.summary_fn, state, summary_batch(batch))
         state, m = run.train_fn(state, batch)
-        guard.history.append(m)
+        guard.history.append(throttle(m))
         reporter.progress()
         final = step == total
         if is_time(step, config.log_every_steps) or final or sig.signum:

@@ -10,14 +10,36 @@ runs ordinary training into OUT_DIR, which ends with the artifact
 (model.jxcz), the dense baseline (dense.jxcz) and compression_report.json /
 .md / accuracy_vs_compression.png. The config-driven form is
   python -m jaxcnn.main --config configs/compress/<x>.py --workdir OUT_DIR
+
+--set KEY=VALUE goes through the same locked config as the main CLI's
+--config.KEY=VALUE: KEY must exist (a 'prune.x' key means 'compress.prune.x';
+config.model also takes new keys, the model's field overrides), VALUE is
+parsed as the field's type, and compression values are range-checked
+(compress/ranges.py). Exit status: 0 done, 2 a user error (bad flag, path,
+key or value; one 'error: ...' line on stderr, nothing written), else
+train.py's codes (e.g. interrupted).
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import json
+import math
 import os
 import sys
+
+import ml_collections
+from absl import flags
+from ml_collections.config_flags import config_path, tuple_parser
+
+from jaxcnn import experiment, train
+from jaxcnn.compress import distill, ranges, structured
+from jaxcnn.config_base import base_config
+from jaxcnn.data import datasets
+from jaxcnn.errors import ConfigError, JaxcnnError
+
+EXIT_USAGE = 2  # bad flags, paths, keys or values: nothing was written
 
 METHOD_DEFAULTS = {
     'prune': {'prune.sparsity': 0.9, 'prune.schedule': 'gradual'},
@@ -42,18 +64,38 @@ def _merge(node, d):
       node[k] = tuple(v) if isinstance(v, list) else v
 
 
+def _model_section(saved) -> ml_collections.ConfigDict:
+  """config.model as saved: 'name' plus the model's field overrides (keys
+  base_config lacks, which _merge would drop: an MLP's `hidden`)."""
+  if not isinstance(saved, dict) or not isinstance(saved.get('name'), str):
+    raise ValueError(f'model must be a dict with a name, got {saved!r}')
+  return ml_collections.ConfigDict(
+      {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+
+
 def trained_config(workdir: str):
-  from jaxcnn.config_base import base_config
-  with open(os.path.join(workdir, 'config.json')) as f:
-    saved = json.load(f)
-  c = base_config()
-  _merge(c, saved)
+  """base_config() updated with WORKDIR/config.json; ConfigError if that
+  file is missing or does not fit the config."""
+  path = os.path.join(workdir, 'config.json')
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+    if not isinstance(saved, dict):
+      raise ValueError('not a JSON object')
+    c = base_config()
+    model = saved.pop('model', {'name': c.model.name})
+    _merge(c, saved)
+    c.model = _model_section(model)
+  except OSError as e:
+    raise ConfigError(f'cannot read {path} ({e.strerror}): is {workdir} a '
+                      'jaxcnn training workdir?') from None
+  except (ValueError, TypeError, KeyError) as e:  # JSON or a field's type
+    raise ConfigError(f'{path} does not hold a usable jaxcnn config: '
+                      f'{e}') from None
   return c
 
 
 def _graph(c):
-  from jaxcnn import experiment
-  from jaxcnn.compress import structured
   return structured.Graph(experiment.build_model(c), experiment.input_shape(c))
 
 
@@ -69,8 +111,8 @@ def default_include(c, method: str) -> str:
   else:
     paths = [l.path for l in layers if l.ok]
   if not paths:
-    raise SystemExit(f'error: no layer of {c.model.name} suits {method} '
-                     '(set --set svd.conv_include=REGEX for conv low-rank)')
+    raise ConfigError(f'no layer of {c.model.name} suits {method} (set '
+                      '--set svd.conv_include=REGEX for conv low-rank)')
   return _exact(paths)
 
 
@@ -78,18 +120,18 @@ def binary_include(c) -> str:
   """Every Conv/Dense kernel but the first and the last (kept float)."""
   paths = [l.path for l in _graph(c).layers if l.kind in ('Conv', 'Dense')]
   if len(paths) < 3:
-    raise SystemExit(f'error: {c.model.name} has no hidden layer to binarise')
+    raise ConfigError(f'{c.model.name} has no hidden layer to binarise')
   return '^(' + '|'.join(paths[1:-1]) + ')/kernel$'
 
 
 def build_config(args):
-  from jaxcnn.data import datasets
+  """The fine-tuning config (locked); ConfigError for a bad --set."""
   c = trained_config(args.workdir)
   c.init_from = os.path.abspath(args.workdir)
   c.compress.method = args.method
   if args.method == 'distill':  # a new student, trained from scratch
     if not args.student:
-      raise SystemExit('error: --method distill needs --student MODEL')
+      raise ConfigError('--method distill needs --student MODEL')
     c.init_from, c.compress.method = '', ''
     c.distill.teacher_workdir = os.path.abspath(args.workdir)
     with c.unlocked():
@@ -105,6 +147,10 @@ def build_config(args):
   for k, v in METHOD_DEFAULTS.get(args.method, {}).items():
     sec, key = k.split('.')
     c.compress[sec][key] = v
+  if c.dataset.name not in datasets.DATASETS or c.batch_size <= 0:
+    raise ConfigError(f'{args.workdir}/config.json: dataset '
+                      f'{c.dataset.name!r} or batch_size {c.batch_size} '
+                      'unusable')
   spe = datasets.get_info(c.dataset.name).num_train // c.batch_size
   steps = max(1, int(args.epochs * spe))
   c.num_train_steps = steps
@@ -123,27 +169,119 @@ def build_config(args):
   c.compress.prune.frequency = max(1, steps // 25)
   c.compress.deep_compression.prune_steps = steps
   c.compress.deep_compression.quantize_steps = max(1, steps // 4)
-  for item in args.set:
-    key, _, value = item.partition('=')
-    node = c.compress if key.split('.')[0] in c.compress else c
-    *parents, leaf = key.split('.')
-    for p in parents:
-      node = node[p]
-    try:
-      value = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-      pass
-    node[leaf] = value
+  apply_overrides(c, args.set)
   return c
 
 
-def main(argv=None) -> int:
+# How --set parses a value: by the field's type, as --config.* does.
+_PARSERS = {float: flags.FloatParser(), int: flags.IntegerParser(),
+            bool: flags.BooleanParser(), str: flags.ArgumentParser(),
+            tuple: tuple_parser.TupleParser()}
+
+
+def _literal(text: str):
+  try:
+    v = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+  return tuple(v) if isinstance(v, list) else v
+
+
+def _unknown_key(c, key: str, shown: str) -> ConfigError:
+  """Names the first missing part of `key` and the keys next to it."""
+  node, parts = c, key.split('.')
+  for i, part in enumerate(parts):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      break
+    node = node[part]
+  where = '.'.join(parts[:i]) or 'the config'
+  if not isinstance(node, ml_collections.ConfigDict):
+    return ConfigError(f'--set {shown}: {where} is a value, not a section')
+  valid = sorted(node.keys())
+  # At the top, 'prunee.x' most likely meant a compress section.
+  pool = valid + (sorted(c.compress.keys()) if node is c else [])
+  near = difflib.get_close_matches(part, pool, n=3)
+  hint = f'did you mean {" or ".join(near)}? ' if near else ''
+  return ConfigError(f'--set {shown}: unknown key {part!r} in {where}; {hint}'
+                     f'valid keys there: {", ".join(valid)}')
+
+
+def _full_key(c, key: str) -> str:
+  """'prune.sparsity' -> 'compress.prune.sparsity'; others unchanged."""
+  head = key.split('.')[0]
+  return f'compress.{key}' if head in c.compress and head not in c else key
+
+
+def apply_overrides(c, items) -> None:
+  """--set KEY=VALUE on the locked config: unknown keys and values that do
+  not parse as the field's type are ConfigErrors, never new fields."""
+  c.lock()
+  for item in items:
+    shown, eq, text = item.partition('=')
+    shown = shown.strip()
+    if not eq or not shown:
+      raise ConfigError(f'--set {item!r}: expected KEY=VALUE')
+    key = _full_key(c, shown)
+    if key == 'compress.method':
+      raise ConfigError(f'--set {shown}: use --method')
+    parts = key.split('.')
+    if not all(p.isidentifier() for p in parts):
+      raise ConfigError(f'--set {shown}: not a config key (dotted names, '
+                        'e.g. prune.sparsity or optim.learning_rate)')
+    if parts[0] == 'model' and len(parts) == 2 and parts[1] not in c.model:
+      # A model field override (checked when the model is built).
+      with c.model.unlocked():
+        c.model[parts[1]] = _literal(text)
+      continue
+    try:
+      field_type = config_path.get_type(key, c)
+    except (KeyError, AttributeError, IndexError, TypeError):
+      raise _unknown_key(c, key, shown) from None
+    if field_type not in _PARSERS:
+      what = (f'is a section; set one of its keys: '
+              f'{", ".join(sorted(config_path.get_value(key, c).keys()))}'
+              if issubclass(field_type, ml_collections.ConfigDict) else
+              f'has type {field_type.__name__}, which --set cannot parse')
+      raise ConfigError(f'--set {shown}: {what}')
+    try:
+      config_path.set_value(key, c, _PARSERS[field_type].parse(text))
+    except (ValueError, TypeError) as e:
+      raise ConfigError(f'--set {shown}={text}: not a valid '
+                        f'{field_type.__name__} ({e})') from None
+
+
+def check_args(args) -> None:
+  """--workdir is a trained run; --output is a new directory apart from it
+  (symlinks resolved): it must not be the workdir, inside it (training
+  would rewrite the input's files) or above it; --epochs, --lr_scale > 0."""
+  wd, out = os.path.realpath(args.workdir), os.path.realpath(args.output)
+  if not os.path.isfile(os.path.join(wd, 'config.json')):
+    raise ConfigError(f'--workdir {args.workdir} has no config.json: not a '
+                      'jaxcnn training workdir')
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise ConfigError(f'--output {args.output} exists and is not a directory')
+  common = os.path.commonpath([wd, out])
+  if common == wd:
+    where = 'is' if out == wd else 'is inside'
+    raise ConfigError(f'--output {args.output} {where} --workdir '
+                      f'{args.workdir}; use a new directory beside it')
+  if common == out:
+    raise ConfigError(f'--output {args.output} contains --workdir '
+                      f'{args.workdir}; use a new directory beside it')
+  for name in ('epochs', 'lr_scale'):
+    v = getattr(args, name)
+    if v is not None and not (math.isfinite(v) and v > 0):
+      raise ConfigError(f'--{name} must be a finite number > 0, got {v}')
+
+
+def _parser() -> argparse.ArgumentParser:
   ap = argparse.ArgumentParser(prog='python -m jaxcnn.compress',
                                description=__doc__.split('\n\n')[0])
   ap.add_argument('--workdir', required=True, help='trained run directory')
   ap.add_argument('--method', required=True,
                   choices=sorted(METHOD_DEFAULTS))
-  ap.add_argument('--output', required=True, help='new run directory')
+  ap.add_argument('--output', required=True,
+                  help='new run directory, apart from --workdir')
   ap.add_argument('--epochs', type=float, default=2.0,
                   help='fine-tuning length')
   ap.add_argument('--lr_scale', type=float, default=None,
@@ -153,19 +291,21 @@ def main(argv=None) -> int:
                   help='distill: registry name of the student model')
   ap.add_argument('--set', action='append', default=[],
                   help='config override, e.g. prune.sparsity=0.8 or seed=1')
-  args = ap.parse_args(argv)
-  from jaxcnn import train
-  from jaxcnn.errors import JaxcnnError
-  config = build_config(args)
-  config.lock()
+  return ap
+
+
+def main(argv=None) -> int:
+  args = _parser().parse_args(argv)  # usage errors: exit 2 (argparse)
   try:
+    check_args(args)
+    config = build_config(args)
+    ranges.check(config)  # before train touches --output
     train.train_and_evaluate(config, args.output)
     if args.method == 'distill':
-      from jaxcnn.compress import distill
       distill.write_report(config, args.output)
   except JaxcnnError as e:
     print(f'error: {e}', file=sys.stderr)
-    return getattr(e, 'exit_code', 2)
+    return getattr(e, 'exit_code', EXIT_USAGE)
   with open(os.path.join(args.output, 'compression_report.md')) as f:
     print(f.read())
   return 0

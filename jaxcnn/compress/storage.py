@@ -1,10 +1,22 @@
 """Real compressed artifacts: one file, no pickle, loadable for inference.
 
-Container: b'JXCZ', uint32 little-endian header length, a JSON header, then
-the raw array bytes back to back. The header names every array with its
-dtype, shape and offset, the model (registry name + overrides), the method's
-metadata and each leaf's encoding. Per-entry overhead is a JSON line, so a
-small model's file size is its arrays (an npz adds ~100 zip bytes per array).
+Container (format 2, all little-endian):
+  b'JXC2' (b'JXc2': zlib-compressed JSON header), uint32 stored header
+  bytes, uint32 JSON header bytes, uint64 body bytes, the header, the body
+  (raw array bytes back to back), uint32 CRC-32 of everything before it.
+The header names every array with its dtype, shape and offset, the model
+(registry name + overrides), the method's metadata and each leaf's
+encoding. Per-entry overhead is a JSON line, so a small model's file size is
+its arrays (an npz adds ~100 zip bytes per array); the framing is 24 bytes.
+
+`load` trusts nothing it reads: the declared lengths must add up to the
+file's size, the CRC must match, and every shape, count and decoded size is
+checked against the bytes actually present before anything is allocated, so
+a damaged or crafted file raises one ArtifactError naming the file and the
+problem, never a MemoryError, a traceback or silently wrong weights.
+Format 1 files (b'JXCZ' / b'JXCz': no lengths, no checksum) still load,
+with the same structural checks and an ArtifactWarning that their bytes are
+unverified.
 
 Leaf encodings (chosen per leaf, the smallest wins under 'auto'):
   dense     fp32 as is;
@@ -37,13 +49,56 @@ logits equal the in-memory net's.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
+import warnings
+import zlib
 
 import numpy as np
 
-MAGIC = b'JXCZ'
-MAGIC_ZHEADER = b'JXCz'  # the same, with a zlib-compressed JSON header
+from jaxcnn.compress import bitpack, huffman
+from jaxcnn.errors import DataFormatError
+
+MAGIC = b'JXC2'
+MAGIC_ZHEADER = b'JXc2'  # the same, with a zlib-compressed JSON header
+LEGACY_MAGIC = b'JXCZ'   # format 1: no lengths, no checksum
+LEGACY_MAGIC_ZHEADER = b'JXCz'
+_FIXED = struct.Struct('<4sIIQ')  # magic, stored / JSON header bytes, body
+_CRC = struct.Struct('<I')
+_LEGACY_FIXED = struct.Struct('<4sI')
+# Plausibility bounds for what a header may declare (load refuses more).
+MAX_HEADER_BYTES = 64 << 20   # JSON header: ~100 B per array in practice
+_DEFLATE_MAX_RATIO = 1032     # zlib cannot expand data more than this
+# Decoded weights may exceed the file by the compression ratio: Deep
+# Compression reaches ~50x, near-empty pruned layers more, so allow 1024x
+# with a 64 MiB floor; a crafted 35 KB header cannot ask for GiBs.
+MAX_EXPANSION = 1024
+MIN_DECODED_CAP = 64 << 20
+
+
+class ArtifactError(DataFormatError):
+  """A .jxcz file is not an artifact, is truncated or corrupt, or its header
+  declares arrays the file cannot hold."""
+
+
+class ArtifactWarning(UserWarning):
+  """An artifact was loaded without an integrity check (format 1)."""
+
+
+def _size(shape) -> int:
+  return math.prod(int(d) for d in shape)  # Python ints: no overflow
+
+
+def _packed_len(n: int, bits: int) -> int:
+  return -(-n * bits // 8)
+
+
+def _need(ok: bool, msg: str) -> None:
+  """Decoders' input checks: ValueError, turned into an ArtifactError
+  naming the file and leaf by `load`."""
+  if not ok:
+    raise ValueError(msg)
 
 
 def _uint(maxval: int):
@@ -75,12 +130,20 @@ def encode_relative(w: np.ndarray, bits: int = 8) -> dict:
 
 
 def decode_relative(arrays: dict, shape, bits: int) -> np.ndarray:
+  _need(bits in (4, 8), f'index_bits must be 4 or 8, got {bits}')
+  _need(arrays['count'].size == 1, 'count must hold one number')
   n = int(arrays['count'][0])
   gaps = arrays['gaps']
+  _need(gaps.size == _packed_len(n, bits) and arrays['values'].size == n,
+        f'{n} entries need {_packed_len(n, bits)} gap bytes and {n} values, '
+        f'got {gaps.size} and {arrays["values"].size}')
   if bits == 4:
     gaps = np.stack([gaps & 15, gaps >> 4], axis=1).reshape(-1)[:n]
   pos = np.cumsum(gaps.astype(np.int64)) - 1
-  out = np.zeros(int(np.prod(shape)), np.float32)
+  # Every stored gap is >= 1; a 0 would write position -1 (the last weight).
+  _need(not n or (gaps.min() > 0 and pos[-1] < _size(shape)),
+        f'gaps place weights outside the {_size(shape)} positions')
+  out = np.zeros(_size(shape), np.float32)
   out[pos] = arrays['values']
   return out.reshape(shape)
 
@@ -97,8 +160,16 @@ def encode_csr(w: np.ndarray) -> dict:
 
 def decode_csr(arrays: dict, shape) -> np.ndarray:
   shape = tuple(shape)
-  ncol = shape[-1] if len(shape) > 1 else int(np.prod(shape))
+  ncol = shape[-1] if len(shape) > 1 else _size(shape)
   ptr = arrays['ptr'].astype(np.int64)
+  rows = _size(shape[:-1]) if len(shape) > 1 else 1
+  nnz = arrays['values'].size
+  _need(ptr.size == rows + 1 and arrays['cols'].size == nnz,
+        f'{rows} rows need {rows + 1} row pointers and one column per value, '
+        f'got {ptr.size} pointers, {arrays["cols"].size} columns, {nnz} values')
+  _need(ptr[0] == 0 and ptr[-1] == nnz and np.all(np.diff(ptr) >= 0)
+        and (not nnz or int(arrays['cols'].max()) < ncol),
+        'row pointers or column indices out of range')
   rows = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
   out = np.zeros((len(ptr) - 1, ncol), np.float32)
   out[rows, arrays['cols'].astype(np.int64)] = arrays['values']
@@ -132,10 +203,14 @@ def encode_codebook(w: np.ndarray, max_values: int = 256) -> dict | None:
 
 
 def decode_codebook(arrays: dict, shape) -> np.ndarray:
-  cb = arrays['codebook']
-  n = int(np.prod(shape))
-  return cb[unpack_bits(arrays['idx'], index_bits_for(len(cb)), n)
-            ].reshape(shape)
+  cb = arrays['codebook'].reshape(-1)
+  n, bits = _size(shape), index_bits_for(len(cb))
+  _need(len(cb) > 0 and arrays['idx'].size == _packed_len(n, bits),
+        f'{n} weights at {bits} bits need {_packed_len(n, bits)} index bytes '
+        f'and a non-empty codebook, got {arrays["idx"].size} and {len(cb)}')
+  idx = unpack_bits(arrays['idx'], bits, n)
+  _need(not n or int(idx.max()) < len(cb), 'codebook index out of range')
+  return cb[idx].reshape(shape)
 
 
 def encode_sparse_codebook(w: np.ndarray, bits: int,
@@ -158,13 +233,25 @@ def encode_sparse_codebook(w: np.ndarray, bits: int,
 
 
 def decode_sparse_codebook(arrays: dict, shape, bits: int) -> np.ndarray:
+  _need(arrays['count'].size == 2 and 1 <= bits <= 16,
+        'count must hold two numbers and bits be 1..16')
   n, nnz = (int(c) for c in arrays['count'])
+  cb = arrays['codebook'].reshape(-1)
+  kb, size = index_bits_for(len(cb)), _size(shape)
+  # Each code advances >= 1 position, so there are at most `size` of them.
+  _need(nnz <= n <= size and len(cb) > 0
+        and arrays['gaps'].size == _packed_len(n, bits)
+        and arrays['idx'].size == _packed_len(nnz, kb),
+        f'counts {n}/{nnz} do not fit {size} weights or the stored streams')
   codes = unpack_bits(arrays['gaps'], bits, n)
   step = np.where(codes == 0, (1 << bits) - 1, codes)
   pos = (np.cumsum(step) - 1)[codes > 0]
-  cb = arrays['codebook']
-  out = np.zeros(int(np.prod(shape)), np.float32)
-  out[pos] = cb[unpack_bits(arrays['idx'], index_bits_for(len(cb)), nnz)]
+  idx = unpack_bits(arrays['idx'], kb, nnz)
+  _need(len(pos) == nnz and (not nnz or (pos[-1] < size
+                                         and int(idx.max()) < len(cb))),
+        'gaps or codebook indices out of range')
+  out = np.zeros(size, np.float32)
+  out[pos] = cb[idx]
   return out.reshape(shape)
 
 
@@ -190,8 +277,15 @@ def encode_pq(w: np.ndarray, sub_dim: int) -> dict:
 
 def decode_pq(arrays: dict, shape) -> np.ndarray:
   cb = arrays['codebooks']
+  _need(len(shape) == 2 and cb.ndim == 3, 'pq needs a 2-D leaf and 3-D '
+        f'codebooks, got shapes {list(shape)} and {list(cb.shape)}')
   m, k, d = cb.shape
-  codes = unpack_bits(arrays['codes'], index_bits_for(k), m * shape[1])
+  n = m * shape[1]
+  _need(k > 0 and m * d == shape[0] and arrays['codes'].size == _packed_len(
+      n, index_bits_for(k)), f'codebooks {list(cb.shape)} and '
+        f'{arrays["codes"].size} code bytes do not fit shape {list(shape)}')
+  codes = unpack_bits(arrays['codes'], index_bits_for(k), n)
+  _need(not n or int(codes.max()) < k, 'pq code out of range')
   sub = cb[np.repeat(np.arange(m), shape[1]), codes]      # [m*out, d]
   return sub.reshape(m, shape[1], d).transpose(0, 2, 1).reshape(shape)
 
@@ -207,8 +301,12 @@ def encode_packed_int(w: np.ndarray) -> dict | None:
 
 
 def decode_packed_int(arrays: dict, shape) -> np.ndarray:
+  _need(arrays['nbits'].size == 1, 'nbits must hold one number')
   bits = int(arrays['nbits'][0])
-  v = unpack_bits(arrays['data'], bits, int(np.prod(shape)))
+  _need(1 <= bits <= 7 and arrays['data'].size == _packed_len(
+      _size(shape), bits), f'{_size(shape)} values at {bits} bits do not fit '
+        f'{arrays["data"].size} bytes')
+  v = unpack_bits(arrays['data'], bits, _size(shape))
   return (v - (1 << (bits - 1))).astype(np.int8).reshape(shape)
 
 
@@ -223,7 +321,6 @@ def encode_leaf(w: np.ndarray, encoding: str, bits: int, hint=None):
     return 'pq', encode_pq(w, int(hint['sub_dim']))
   options = {'dense': {'data': w}}
   if encoding == 'binary':  # 1 bit per weight + alpha per filter
-    from jaxcnn.compress import bitpack
     packed = bitpack.encode_binary(w)
     return ('binary', packed) if packed is not None else (
         'dense', options['dense'])
@@ -237,7 +334,6 @@ def encode_leaf(w: np.ndarray, encoding: str, bits: int, hint=None):
     if encoding in ('auto', 'csr'):
       options['csr'] = encode_csr(w)
     if encoding in ('auto', 'huffman'):
-      from jaxcnn.compress import huffman
       for name, fn in (('codebook', lambda: encode_codebook(w)),
                        ('sparse_codebook',
                         lambda: encode_sparse_codebook(w, bits)),
@@ -264,12 +360,18 @@ def flatten(tree, prefix=''):
 
 
 def unflatten(flat: dict) -> dict:
+  """Inverse of flatten; ValueError if one path is a prefix of another
+  (one leaf would silently replace the other)."""
   tree: dict = {}
   for path, v in flat.items():
     node = tree
     *parents, leaf = path.split('/')
     for p in parents:
       node = node.setdefault(p, {})
+      if not isinstance(node, dict):
+        raise ValueError(f'leaf paths collide at {path!r}')
+    if leaf in node:
+      raise ValueError(f'leaf paths collide at {path!r}')
     node[leaf] = v
   return tree
 
@@ -298,63 +400,297 @@ def save(path: str, variables: dict, meta: dict, encoding: str = 'dense',
                                'offset': offset})
       blobs.append(a.tobytes())
       offset += a.nbytes
-  head = json.dumps(header, separators=(',', ':')).encode()
-  magic = MAGIC
-  if zlib_header:
-    import zlib
-    head, magic = zlib.compress(head, 9), MAGIC_ZHEADER
+  raw = json.dumps(header, separators=(',', ':')).encode()
+  head, magic = (zlib.compress(raw, 9), MAGIC_ZHEADER) if zlib_header else (
+      raw, MAGIC)
   tmp = path + '.tmp'
   with open(tmp, 'wb') as f:
-    f.write(magic + struct.pack('<I', len(head)) + head)
+    crc = _write(f, _FIXED.pack(magic, len(head), len(raw), offset), 0)
+    crc = _write(f, head, crc)
     for b in blobs:
-      f.write(b)
+      crc = _write(f, b, crc)
+    f.write(_CRC.pack(crc))
   os.replace(tmp, path)
   leaf_bytes['file'] = os.path.getsize(path)
   return leaf_bytes
 
 
-def load(path: str) -> tuple[dict, dict]:
-  """(variables, meta) from a file written by `save`."""
-  with open(path, 'rb') as f:
-    data = f.read()
-  if data[:4] not in (MAGIC, MAGIC_ZHEADER):
-    raise ValueError(f'{path} is not a jaxcnn compressed artifact')
-  (n,) = struct.unpack('<I', data[4:8])
-  head = data[8:8 + n]
-  if data[:4] == MAGIC_ZHEADER:
-    import zlib
-    head = zlib.decompress(head)
-  header = json.loads(head)
-  body = memoryview(data)[8 + n:]
+def _write(f, data: bytes, crc: int) -> int:
+  f.write(data)
+  return zlib.crc32(data, crc)
+
+
+def _fail(path: str, msg: str):
+  raise ArtifactError(f'{path}: {msg}')
+
+
+def _read_container(path: str, data: bytes) -> tuple[bytes, int, memoryview]:
+  """(stored header, n_raw, body) after checking the framing: magic,
+  declared lengths == file size, CRC-32. n_raw: a zlib header's declared
+  JSON length; -1: plain header; -2: format-1 zlib header (length unknown)."""
+  magic = data[:4]
+  if magic in (LEGACY_MAGIC, LEGACY_MAGIC_ZHEADER):
+    return _read_legacy(path, data)
+  if magic not in (MAGIC, MAGIC_ZHEADER):
+    _fail(path, f'not a jaxcnn .jxcz artifact (magic {magic!r}, expected '
+          f'{MAGIC!r})')
+  end = _FIXED.size + _CRC.size
+  if len(data) < end:
+    _fail(path, f'truncated: {len(data)} bytes, shorter than the '
+          f'{end}-byte framing')
+  _, n_head, n_raw, n_body = _FIXED.unpack_from(data)
+  want = end + n_head + n_body
+  if len(data) != want:
+    what = 'truncated' if len(data) < want else (
+        f'{len(data) - want} bytes of trailing data')
+    _fail(path, f'{what}: the header declares {want} bytes ({n_head} header '
+          f'+ {n_body} body), the file has {len(data)}')
+  (stored,) = _CRC.unpack_from(data, len(data) - _CRC.size)
+  crc = zlib.crc32(memoryview(data)[:-_CRC.size])
+  if crc != stored:
+    _fail(path, f'checksum mismatch (stored CRC-32 {stored:08x}, computed '
+          f'{crc:08x}): the file is corrupt')
+  head = data[_FIXED.size:_FIXED.size + n_head]
+  if magic == MAGIC and n_raw != n_head:
+    _fail(path, f'header length {n_raw} != stored length {n_head}')
+  body = memoryview(data)[_FIXED.size + n_head:len(data) - _CRC.size]
+  return head, n_raw if magic == MAGIC_ZHEADER else -1, body
+
+
+def _read_legacy(path: str, data: bytes) -> tuple[bytes, int, memoryview]:
+  """Format 1: nothing to verify the bytes against; structure only."""
+  if len(data) < _LEGACY_FIXED.size:
+    _fail(path, f'truncated: {len(data)} bytes')
+  magic, n = _LEGACY_FIXED.unpack_from(data)
+  if n > len(data) - _LEGACY_FIXED.size:
+    _fail(path, f'truncated: header length {n} exceeds the '
+          f'{len(data) - _LEGACY_FIXED.size} bytes after the magic')
+  warnings.warn(f'{path}: format-1 artifact (magic {magic!r}) has no '
+                'checksum; its bytes are not verified (re-run the '
+                'compression to write format 2)', ArtifactWarning,
+                stacklevel=5)  # the caller of load()
+  head = data[_LEGACY_FIXED.size:_LEGACY_FIXED.size + n]
+  # -2: compressed, JSON length unknown (bounded by MAX_HEADER_BYTES).
+  return (head, -2 if magic == LEGACY_MAGIC_ZHEADER else -1,
+          memoryview(data)[_LEGACY_FIXED.size + n:])
+
+
+def _inflate(path: str, head: bytes, n_raw: int) -> bytes:
+  """zlib header, never expanded past its declared (or maximal) size."""
+  bound = min(MAX_HEADER_BYTES, _DEFLATE_MAX_RATIO * len(head) + 64)
+  if n_raw > bound:
+    _fail(path, f'implausible header: {n_raw} JSON bytes declared for '
+          f'{len(head)} compressed bytes (at most {bound})')
+  cap = bound if n_raw < 0 else n_raw
+  d = zlib.decompressobj()
+  try:
+    raw = d.decompress(head, cap + 1)  # +1: see an overlong stream
+  except zlib.error as e:
+    _fail(path, f'corrupt compressed header: {e}')
+  if len(raw) > cap or not d.eof or d.unused_data or (
+      n_raw >= 0 and len(raw) != n_raw):
+    _fail(path, f'compressed header does not inflate to its declared '
+          f'{cap} bytes')
+  return raw
+
+
+def _parse_header(path: str, head: bytes, n_raw: int) -> dict:
+  if n_raw != -1:
+    head = _inflate(path, head, n_raw)
+  try:
+    header = json.loads(head)
+  except (ValueError, RecursionError) as e:  # UnicodeDecodeError included
+    _fail(path, f'header is not valid JSON: {str(e)[:200]}')
+  if not (isinstance(header, dict) and isinstance(header.get('meta'), dict)
+          and isinstance(header.get('leaves'), dict)
+          and isinstance(header.get('arrays'), list)):
+    _fail(path, "header lacks its 'meta', 'leaves' and 'arrays' entries")
+  return header
+
+
+# Fields holding counts, indices or bits must be unsigned ints, weights
+# floats; 'data' (dense, packed_int) is any numeric dtype.
+_UNSIGNED = frozenset({'gaps', 'idx', 'count', 'cols', 'ptr', 'codes',
+                       'bits', 'nbits', 'blob'})
+_FLOAT = frozenset({'values', 'codebook', 'alpha', 'codebooks'})
+# encoding -> (required fields, optional fields)
+_FIELDS = {
+    'dense': ({'data'}, set()),
+    'relative': ({'values', 'gaps', 'count'}, set()),
+    'csr': ({'values', 'cols', 'ptr'}, set()),
+    'binary': ({'bits'}, {'alpha'}),
+    'codebook': ({'codebook', 'idx'}, set()),
+    'sparse_codebook': ({'codebook', 'gaps', 'idx', 'count'}, set()),
+    'pq': ({'codebooks', 'codes'}, set()),
+    'packed_int': ({'data', 'nbits'}, set()),
+    'huffman': ({'blob'}, set()),
+}
+
+
+def _dtype(value) -> np.dtype:
+  """A plain numeric dtype, or ValueError (no objects, records, f16...)."""
+  try:
+    dt = np.dtype(value) if isinstance(value, str) else None
+  except TypeError:
+    dt = None
+  if dt is None or dt.kind not in 'biuf' or dt.itemsize > 8 or dt.fields \
+      or dt.subdtype:
+    raise ValueError(f'unsupported dtype {value!r}')
+  return dt
+
+
+def _shape(value) -> list:
+  if not (isinstance(value, list) and len(value) <= 32 and all(
+      type(d) is int and d >= 0 for d in value)):  # bool is not a dim
+    raise ValueError(f'bad shape {value!r} (want a list of ints >= 0)')
+  return value
+
+
+def _read_arrays(path: str, specs: list, body: memoryview) -> dict:
+  """{leaf: {field: array}}; the arrays must tile the body exactly, in
+  order, so every declared size is backed by real bytes."""
   fields: dict = {}
-  for a in header['arrays']:
-    dt = np.dtype(a['dtype'])
-    count = int(np.prod(a['shape']))
-    arr = np.frombuffer(body, dt, count, a['offset']).reshape(a['shape'])
-    fields.setdefault(a['leaf'], {})[a['field']] = arr.copy()
+  end = 0
+  for i, a in enumerate(specs):
+    try:
+      if not isinstance(a, dict):
+        raise ValueError('not an object')
+      dt, shape = _dtype(a.get('dtype')), _shape(a.get('shape'))
+      leaf, field, offset = a.get('leaf'), a.get('field'), a.get('offset')
+      if not (isinstance(leaf, str) and isinstance(field, str)):
+        raise ValueError('leaf and field must be strings')
+    except ValueError as e:
+      _fail(path, f'header array #{i}: {e}')
+    nbytes = _size(shape) * dt.itemsize
+    if offset != end or nbytes > len(body) - end:
+      _fail(path, f'array {leaf}:{field} ({nbytes} bytes at offset '
+            f'{offset!r}) does not follow the previous array at {end} within '
+            f'the {len(body)}-byte body: truncated or corrupt')
+    if field in fields.setdefault(leaf, {}):
+      _fail(path, f'array {leaf}:{field} is listed twice')
+    want = 'u' if field in _UNSIGNED else 'f' if field in _FLOAT else dt.kind
+    if dt.kind != want:
+      _fail(path, f'array {leaf}:{field} has dtype {dt} (want kind {want!r})')
+    fields[leaf][field] = np.frombuffer(body, dt, _size(shape), end).reshape(
+        shape).copy()
+    end += nbytes
+  if end != len(body):
+    _fail(path, f'{len(body) - end} body bytes after the last array: '
+          'trailing data or a damaged header')
+  return fields
+
+
+def _check_leaves(path: str, leaves: dict, fields: dict, file_size: int):
+  """Shapes, dtypes, encodings and fields of every leaf, and the total
+  decoded size against the file's, before any leaf is decoded."""
+  cap = max(MIN_DECODED_CAP, MAX_EXPANSION * file_size)
+  total = 0
+  for name, info in leaves.items():
+    try:
+      if not isinstance(info, dict):
+        raise ValueError('not an object')
+      enc = info.get('encoding')
+      if enc not in _FIELDS:
+        raise ValueError(f'unknown encoding {enc!r}; known: '
+                         f'{", ".join(_FIELDS)}')
+      shape, dt = _shape(info.get('shape')), _dtype(info.get('dtype'))
+      if type(info.get('bits')) is not int:
+        raise ValueError(f'bits {info.get("bits")!r} is not an int')
+      required, optional = _FIELDS[enc]
+      have = set(fields.get(name, {}))
+      if not required <= have <= required | optional:
+        raise ValueError(f'{enc} needs fields {sorted(required)}, the file '
+                         f'has {sorted(have)}')
+    except ValueError as e:
+      _fail(path, f'leaf {name}: {e}')
+    total += _size(shape) * max(dt.itemsize, 4)  # decoders build fp32
+    if total > cap:
+      _fail(path, f'implausible header: leaf {name} {shape} brings the '
+            f'decoded size to {total} bytes, over {cap} for a '
+            f'{file_size}-byte file')
+  stray = set(fields) - set(leaves)
+  if stray:
+    _fail(path, f'arrays of unknown leaves {sorted(stray)[:5]}')
+
+
+def _check_binary(arrays: dict, shape) -> None:
+  _need(len(shape) >= 2, f'binary needs a >= 2-D leaf, got {list(shape)}')
+  want = [shape[-1], bitpack.words_for(_size(shape[:-1]))]
+  _need(list(arrays['bits'].shape) == want and (
+      'alpha' not in arrays or arrays['alpha'].size == shape[-1]),
+        f'bits {list(arrays["bits"].shape)} (want {want}) or alpha do not '
+        f'fit shape {list(shape)}')
+
+
+def _check_huffman(arrays: dict, shape) -> None:
+  """The blob's own header (huffman._HEAD) must fit the leaf and blob."""
+  blob = arrays['blob'].reshape(-1)
+  head = huffman._HEAD  # pylint: disable=protected-access
+  _need(blob.size >= head.size, 'huffman blob shorter than its header')
+  n, nnz, k, b, gap_bytes = head.unpack_from(blob.tobytes(), 0)
+  fixed = head.size + ((1 << b) + 1) // 2 + (k + 1) // 2 + 4 * k \
+      if 1 <= b <= 8 else 0
+  # Every code advances >= 1 position: no more codes than weights.
+  _need(1 <= b <= 8 and 1 <= k <= huffman.MAX_VALUES and nnz <= n
+        <= _size(shape) and fixed + gap_bytes <= blob.size,
+        f'huffman blob header ({n} codes, {nnz} nonzeros, {k} values, '
+        f'{b}-bit gaps, {gap_bytes} gap bytes) does not fit {_size(shape)} '
+        f'weights and {blob.size} bytes')
+
+
+def _decode_leaf(info: dict, arrays: dict) -> np.ndarray:
+  enc, shape, bits = info['encoding'], tuple(info['shape']), info['bits']
+  if enc == 'dense':
+    _need(arrays['data'].size == _size(shape), f'{arrays["data"].size} '
+          f'values for shape {list(shape)}')
+    return arrays['data'].astype(info['dtype']).reshape(shape)
+  if enc == 'relative':
+    return decode_relative(arrays, shape, bits)
+  if enc == 'csr':
+    return decode_csr(arrays, shape)
+  if enc == 'binary':
+    _check_binary(arrays, shape)
+    return bitpack.decode_binary(arrays, shape)
+  if enc == 'codebook':
+    return decode_codebook(arrays, shape)
+  if enc == 'sparse_codebook':
+    return decode_sparse_codebook(arrays, shape, bits)
+  if enc == 'pq':
+    return decode_pq(arrays, shape)
+  if enc == 'packed_int':
+    return decode_packed_int(arrays, shape)
+  _check_huffman(arrays, shape)
+  return huffman.decode_weights(arrays, shape, bits)
+
+
+def load(path: str) -> tuple[dict, dict]:
+  """(variables, meta) from a file written by `save`; ArtifactError if the
+  file is not one, is damaged, or declares more than it holds."""
+  try:
+    with open(path, 'rb') as f:
+      data = f.read()
+  except OSError as e:
+    raise ArtifactError(f'cannot read artifact {path}: {e}') from None
+  return loads(data, path)
+
+
+def loads(data: bytes, path: str = '<bytes>') -> tuple[dict, dict]:
+  """`load` of a file's bytes; `path` names them in errors."""
+  head, n_raw, body = _read_container(path, data)
+  header = _parse_header(path, head, n_raw)
+  fields = _read_arrays(path, header['arrays'], body)
+  _check_leaves(path, header['leaves'], fields, len(data))
   flat = {}
   for name, info in header['leaves'].items():
-    arrays, enc = fields.get(name, {}), info['encoding']
-    if enc == 'dense':
-      flat[name] = arrays['data'].astype(info['dtype']).reshape(info['shape'])
-    elif enc == 'relative':
-      flat[name] = decode_relative(arrays, info['shape'], info['bits'])
-    elif enc == 'csr':
-      flat[name] = decode_csr(arrays, info['shape'])
-    elif enc == 'binary':
-      from jaxcnn.compress import bitpack
-      flat[name] = bitpack.decode_binary(arrays, info['shape'])
-    elif enc == 'codebook':
-      flat[name] = decode_codebook(arrays, info['shape'])
-    elif enc == 'sparse_codebook':
-      flat[name] = decode_sparse_codebook(arrays, info['shape'], info['bits'])
-    elif enc == 'pq':
-      flat[name] = decode_pq(arrays, info['shape'])
-    elif enc == 'packed_int':
-      flat[name] = decode_packed_int(arrays, info['shape'])
-    elif enc == 'huffman':
-      from jaxcnn.compress import huffman
-      flat[name] = huffman.decode_weights(arrays, info['shape'], info['bits'])
-    else:
-      raise ValueError(f'unknown encoding {enc!r} in {path}')
-  return unflatten(flat), header['meta']
+    try:
+      flat[name] = _decode_leaf(info, fields.get(name, {}))
+    # Checked sizes make these the payload's inconsistencies, not bugs.
+    except (ValueError, IndexError, KeyError, struct.error) as e:
+      _fail(path, f'leaf {name} ({info["encoding"]}): {e}')
+    if flat[name].shape != tuple(info['shape']):
+      _fail(path, f'leaf {name} decodes to {flat[name].shape}, header says '
+            f'{info["shape"]}')
+  try:
+    return unflatten(flat), header['meta']
+  except ValueError as e:
+    _fail(path, f'{e} (one leaf path is a prefix of another)')

@@ -4,28 +4,44 @@ Order (issue #2): 1. a local directory (`config.data_dir` or JAXCNN_DATA_DIR)
 holding `<name>.npz`, the JPEG-bytes CIFAR-10 file, the original CIFAR-10
 python/binary archives or folders, or MNIST IDX files; 2. a TFDS copy already
 prepared; 3. a TFDS download. `digits` is embedded in scikit-learn.
-All loaders return uint8 images [N, H, W, C] and int32 labels. This is the only
-module under jaxcnn/ that reads environment variables.
+All loaders return uint8 images [N, H, W, C] and int32 labels, checked by
+data/validate.py against the registry: a wrong file is a one-line
+DataFormatError naming the file and field, raised before any compile.
+This is the only module under jaxcnn/ that reads environment variables.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import glob
 import gzip
 import hashlib
 import io
 import logging
+import math
+import multiprocessing
 import os
 import pickle  # only the official CIFAR-10 python archive, restricted below
 import tarfile
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
+from jaxcnn.data import validate
 from jaxcnn.data.datasets import DatasetInfo, get_info
 from jaxcnn.errors import DataFormatError, DataNotFoundError
 
 ENV_DATA_DIR = 'JAXCNN_DATA_DIR'
 ENV_CACHE_DIR = 'JAXCNN_CACHE_DIR'
+fail = validate.fail
 
 
 @dataclasses.dataclass
@@ -46,91 +62,213 @@ def resolve_cache_dir(cache_dir: str | None) -> str:
           or os.path.join(os.path.expanduser('~'), '.cache', 'jaxcnn'))
 
 
-def _as_nhwc(x: np.ndarray) -> np.ndarray:
-  return x[..., None] if x.ndim == 3 else x
+def _one_line(e) -> str:
+  return ' '.join(str(e).split())[:300]
 
 
-def _finish(info: DatasetInfo, xtr, ytr, xte, yte, source: str) -> Splits:
-  """Normalises dtypes/shapes and rejects labels outside [0, num_classes)."""
-  out = []
-  for split, x, y in (('train', xtr, ytr), ('test', xte, yte)):
-    x = _as_nhwc(np.asarray(x))
-    y = np.asarray(y).reshape(-1).astype(np.int64)
-    if x.dtype != np.uint8:
-      raise DataFormatError(f'{source}: {split} images must be uint8, got '
-                            f'{x.dtype}')
-    if x.shape[1:] != info.image_shape:
-      raise DataFormatError(f'{source}: {split} images have shape '
-                            f'{x.shape[1:]}, expected {info.image_shape} for '
-                            f'{info.name}')
-    if len(x) != len(y):
-      raise DataFormatError(f'{source}: {split} has {len(x)} images but '
-                            f'{len(y)} labels')
-    if len(y) and (y.min() < 0 or y.max() >= info.num_classes):
-      raise DataFormatError(
-          f'{source}: {split} labels span [{y.min()}, {y.max()}] but '
-          f'{info.name} has {info.num_classes} classes')
-    out += [x, y.astype(np.int32)]
-  return Splits(*out, source=source)
+def _finish(info: DatasetInfo, train, test, source: str, log) -> Splits:
+  """train/test: (x, y, x_where, y_where) as read; validated here."""
+  xtr, ytr = validate.split(info, 'train', *train, log)
+  xte, yte = validate.split(info, 'test', *test, log)
+  return Splits(xtr, ytr, xte, yte, source=source)
 
 
 # ---------------------------------------------------------------- local files
-def _load_npz(path: str) -> dict[str, np.ndarray]:
+def _load_npz(path: str, keys=None) -> dict[str, np.ndarray]:
+  """Reads `keys` (default: all) of an .npz, naming the field that fails."""
   try:
-    with np.load(path, allow_pickle=False) as f:
-      return {k: f[k] for k in f.files}
+    f = np.load(path, allow_pickle=False)
   except Exception as e:  # zipfile/ValueError/OSError: all mean "unreadable"
-    raise DataFormatError(f'cannot read {path}: {e}') from None
+    fail(path, f'cannot be read as .npz ({type(e).__name__}: {_one_line(e)})',
+         'the file is damaged or not an .npz; re-create it with np.savez')
+  if not isinstance(f, np.lib.npyio.NpzFile):
+    fail(path, 'holds a single .npy array, not an .npz archive of named '
+         'arrays', 'save it with np.savez(path, name=array, ...)')
+  with f:
+    missing = sorted(set(keys or ()) - set(f.files))
+    if missing:
+      fail(path, f'lacks keys {missing} (it has {sorted(f.files)})',
+           'save every required array under its name')
+    out = {}
+    for k in keys or f.files:
+      try:
+        out[k] = f[k]
+      except Exception as e:  # object arrays (no pickle), zlib/zip damage
+        if 'allow_pickle' in str(e):
+          fail(f'{path}: {k}', 'is an object array (pickled Python objects)',
+               'save numeric arrays: images as uint8, labels as integers')
+        fail(f'{path}: {k}', f'cannot be read ({type(e).__name__}: '
+             f'{_one_line(e)})', 'the file is damaged; re-create it')
+  return out
 
 
-def _decode_jpegs(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-  from PIL import Image
-  imgs = [np.asarray(Image.open(io.BytesIO(blob[a:b].tobytes())).convert('RGB'))
-          for a, b in zip(offsets[:-1], offsets[1:])]
-  return np.stack(imgs)
+def _local_npz(info: DatasetInfo, path: str, log) -> Splits:
+  d = _load_npz(path, ('x_train', 'y_train', 'x_test', 'y_test'))
+  return _finish(info,
+                 (d['x_train'], d['y_train'], f'{path}: x_train',
+                  f'{path}: y_train'),
+                 (d['x_test'], d['y_test'], f'{path}: x_test',
+                  f'{path}: y_test'),
+                 f'{info.name} from local npz {path}', log)
 
 
-def _cifar_jpeg(path: str, cache_dir: str, log: Callable[[str], None]):
-  """Decodes ../shared/data/cifar10_jpeg_bytes.npz once, caching the arrays."""
+# ----------------------------------------------------- CIFAR-10 JPEG bytes npz
+_JPEG_KEYS = ('train_jpeg', 'train_offsets', 'y_train', 'test_jpeg',
+              'test_offsets', 'y_test')
+_JPEG_FIX = 'rebuild the file as described in shared/data/README.md'
+_POOL_MIN_IMAGES = 4096  # fewer: decoding in-process beats spawning workers
+
+
+def _jpeg_index(info: DatasetInfo, d, path: str, split: str, log):
+  """Checks one split's bytes, offsets and labels before the slow decode."""
+  blob, offs = d[f'{split}_jpeg'], d[f'{split}_offsets']
+  y = validate.labels(info, d[f'y_{split}'], f'{path}: y_{split}', log)
+  if blob.dtype != np.uint8 or blob.ndim != 1:
+    fail(f'{path}: {split}_jpeg', f'is {blob.dtype} of shape '
+         f'{list(blob.shape)}, not 1-D uint8 bytes', _JPEG_FIX)
+  where = f'{path}: {split}_offsets'
+  if offs.dtype.kind not in 'iu' or offs.ndim != 1:
+    fail(where, f'is {offs.dtype} of shape {list(offs.shape)}, not 1-D '
+         'integers', _JPEG_FIX)
+  if len(y) == 0:
+    fail(f'{path}: y_{split}', f'holds no labels (empty {split} data)',
+         _JPEG_FIX)
+  if len(offs) != len(y) + 1:
+    fail(where, f'has {len(offs)} entries but y_{split} has {len(y)} labels '
+         f'(expected {len(y) + 1})', _JPEG_FIX)
+  if offs[0] < 0 or offs[-1] > blob.size:
+    fail(where, f'points outside {split}_jpeg (offsets span [{offs.min()}, '
+         f'{offs.max()}], {blob.size} bytes)', _JPEG_FIX)
+  empty = np.flatnonzero(np.diff(offs) <= 0)
+  if empty.size:
+    i = int(empty[0])
+    fail(f'{path}: {split} image {i}', f'has no bytes (offsets '
+         f'{offs[i]}..{offs[i + 1]}), so it is not a valid JPEG', _JPEG_FIX)
+  return y
+
+
+def _decode_jpegs(chunk: np.ndarray, offs: np.ndarray, first: int, split: str,
+                  path: str, shape: tuple[int, int, int]) -> np.ndarray:
+  """Decodes chunk[offs[i]-offs[0]:offs[i+1]-offs[0]]; `first` is the split
+  index of image 0, so an error names the image as in the file."""
+  out = np.empty((len(offs) - 1, *shape), np.uint8)
+  for i, (a, b) in enumerate(zip(offs[:-1] - offs[0], offs[1:] - offs[0])):
+    where = f'{path}: {split} image {first + i} (bytes {offs[i]}..{offs[i + 1]})'
+    try:
+      with Image.open(io.BytesIO(chunk[a:b].tobytes())) as im:
+        if im.size != shape[1::-1]:
+          fail(where, f'is {im.width}x{im.height}, expected '
+               f'{shape[1]}x{shape[0]}', _JPEG_FIX)
+        out[i] = np.asarray(im.convert('RGB'))
+    except DataFormatError:
+      raise
+    except Image.UnidentifiedImageError:
+      fail(where, 'is not a decodable JPEG (no known image format)',
+           _JPEG_FIX)
+    except Exception as e:  # PIL raises many types on damaged bytes
+      fail(where, f'is not a decodable JPEG ({type(e).__name__}: '
+           f'{_one_line(e)})', _JPEG_FIX)
+  return out
+
+
+def _decode_all(d, path: str, shape) -> dict[str, np.ndarray]:
+  """Both splits, in worker processes when there are many images."""
+  n = sum(len(d[f'{s}_offsets']) - 1 for s in ('train', 'test'))
+  workers = min(4, os.cpu_count() or 1) if n >= _POOL_MIN_IMAGES else 1
+  jobs = {}
+  for split in ('train', 'test'):
+    blob, offs = d[f'{split}_jpeg'], d[f'{split}_offsets']
+    cuts = np.unique(np.linspace(0, len(offs) - 1, 2 * workers + 1).astype(int))
+    # Each job gets only its own bytes, not the whole 50 MB blob.
+    jobs[split] = [(blob[offs[a]:offs[b]], offs[a:b + 1], int(a), split, path,
+                    shape) for a, b in zip(cuts[:-1], cuts[1:])]
+  if workers == 1:
+    return {s: np.concatenate([_decode_jpegs(*j) for j in js])
+            for s, js in jobs.items()}
+  # 'spawn': forking a process that already runs JAX's threads can deadlock.
+  with concurrent.futures.ProcessPoolExecutor(
+      workers, mp_context=multiprocessing.get_context('spawn')) as ex:
+    futures = {s: [ex.submit(_decode_jpegs, *j) for j in js]
+               for s, js in jobs.items()}
+    try:
+      return {s: np.concatenate([f.result() for f in fs])
+              for s, fs in futures.items()}
+    except BaseException:
+      ex.shutdown(cancel_futures=True)  # one bad image: skip the rest
+      raise
+
+
+def _cache_path(path: str, cache_dir: str) -> str:
   st = os.stat(path)
   key = hashlib.sha1(f'{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns}'
                      .encode()).hexdigest()[:12]
-  cache = os.path.join(cache_dir, f'cifar10_decoded_{key}.npz')
-  if os.path.exists(cache):
-    try:
-      d = _load_npz(cache)
-      return d['x_train'], d['y_train'], d['x_test'], d['y_test'], cache
-    except (DataFormatError, KeyError):
-      log(f'ignoring unreadable cache {cache}; decoding again')
-  log(f'decoding {path} into {cache} (once, ~40 s per core)')
-  d = _load_npz(path)
+  return os.path.join(cache_dir, f'cifar10_decoded_{key}.npz')
+
+
+def _read_cache(cache: str, lengths: dict[str, int], shape):
+  """(arrays, None) from a complete cache, else (None, why it is unusable)."""
   try:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    parts = []
-    # 'spawn': forking a process that already runs JAX's threads can deadlock.
-    with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
-                             mp_context=multiprocessing.get_context('spawn')
-                             ) as ex:
-      for split in ('train', 'test'):
-        offs = d[f'{split}_offsets']
-        cuts = np.linspace(0, len(offs) - 1, 9).astype(int)
-        parts.append([ex.submit(_decode_jpegs, d[f'{split}_jpeg'],
-                                offs[a:b + 1]) for a, b in
-                      zip(cuts[:-1], cuts[1:])])
-      xtr = np.concatenate([f.result() for f in parts[0]])
-      xte = np.concatenate([f.result() for f in parts[1]])
-  except KeyError as e:
-    raise DataFormatError(f'{path} lacks key {e}; expected the JPEG-bytes '
-                          'layout described in shared/data/README.md') from None
-  os.makedirs(cache_dir, exist_ok=True)
-  tmp = cache + f'.tmp{os.getpid()}.npz'
-  np.savez(tmp, x_train=xtr, y_train=d['y_train'], x_test=xte,
-           y_test=d['y_test'])
-  os.replace(tmp, cache)  # atomic: a killed decode never leaves half a cache
-  return xtr, d['y_train'], xte, d['y_test'], path
+    with np.load(cache, allow_pickle=False) as f:
+      x = {s: f[f'x_{s}'] for s in lengths}
+  except Exception as e:  # truncated zip, bad CRC, missing key: all "rebuild"
+    return None, f'{type(e).__name__}: {_one_line(e)}'
+  for s, n in lengths.items():
+    if x[s].dtype != np.uint8 or x[s].shape != (n, *shape):
+      return None, (f'x_{s} is {x[s].dtype} {list(x[s].shape)}, expected '
+                    f'uint8 {[n, *shape]}')
+  return x, None
 
 
+def _write_cache(cache: str, arrays: dict[str, np.ndarray]) -> str | None:
+  """Writes atomically (temp file, fsync, os.replace): a crash mid-write
+  leaves no half cache under the real name. Returns why it failed, or None."""
+  folder = os.path.dirname(cache)
+  try:
+    os.makedirs(folder, exist_ok=True)
+    for old in glob.glob(glob.escape(cache) + '.*.tmp'):  # from killed runs
+      if time.time() - os.path.getmtime(old) > 3600:
+        os.unlink(old)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(cache) + '.',
+                               suffix='.tmp')
+    try:
+      os.fchmod(fd, 0o644)
+      with os.fdopen(fd, 'wb') as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+      os.replace(tmp, cache)
+    except BaseException:
+      os.unlink(tmp)
+      raise
+  except OSError as e:
+    return _one_line(e)
+  return None
+
+
+def _cifar_jpeg(info: DatasetInfo, path: str, cache_dir: str, log) -> Splits:
+  """Decodes ../shared/data/cifar10_jpeg_bytes.npz once, caching the arrays."""
+  d = _load_npz(path, _JPEG_KEYS)
+  y = {s: _jpeg_index(info, d, path, s, log) for s in ('train', 'test')}
+  cache = _cache_path(path, cache_dir)
+  src = f'cifar10 from JPEG bytes {path}'
+  if os.path.exists(cache):
+    x, why = _read_cache(cache, {s: len(v) for s, v in y.items()},
+                         info.image_shape)
+    if x is not None:
+      return Splits(x['train'], y['train'], x['test'], y['test'],
+                    f'{src} (decoded once, read from cache {cache})')
+    log(f'cache {cache} is incomplete or corrupt ({why}); rebuilding it')
+  log(f'decoding {path} into {cache} (once, ~40 s per core)')
+  x = _decode_all(d, path, info.image_shape)
+  err = _write_cache(cache, {'x_train': x['train'], 'x_test': x['test']})
+  if err:
+    log(f'could not write cache {cache} ({err}); continuing without it')
+  note = (f'decoded once, cached at {cache}' if err is None else
+          f'decoded now, not cached: {err}')
+  return Splits(x['train'], y['train'], x['test'], y['test'], f'{src} ({note})')
+
+
+# ------------------------------------------------- CIFAR-10 archives, folders
 class _ArrayOnlyUnpickler(pickle.Unpickler):
   """Unpickles the CIFAR-10 python batches without running arbitrary code:
   only builtin containers and numpy array reconstruction are allowed."""
@@ -147,78 +285,137 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
                           'python batches hold only arrays and lists')
 
 
-def _cifar_python_batches(read: Callable[[str], bytes | None]):
+_CIFAR_FIX = 'replace it with the file from the official CIFAR-10 archive'
+
+
+def _cifar_python_batch(raw: bytes, where: str):
   # The official python archive is pickled dicts; the restricted unpickler
   # keeps a tampered file from executing code.
-  def batch(name):
-    raw = read(name)
-    if raw is None:
-      return None
-    d = _ArrayOnlyUnpickler(io.BytesIO(raw), encoding='bytes').load()
-    x = np.asarray(d[b'data'], np.uint8).reshape(-1, 3, 32, 32)
-    return x.transpose(0, 2, 3, 1), np.asarray(d[b'labels'])
-  parts = [batch(f'data_batch_{i}') for i in range(1, 6)]
-  test = batch('test_batch')
-  if test is None or any(p is None for p in parts):
-    return None
-  return (np.concatenate([p[0] for p in parts]),
-          np.concatenate([p[1] for p in parts]), test[0], test[1])
-
-
-def _cifar_binary_batches(read: Callable[[str], bytes | None]):
-  """Fixed-length records: 1 label byte + 3072 CHW pixel bytes (R, G, B)."""
-  def batch(name):
-    raw = read(name)
-    if raw is None:
-      return None
-    rec = np.frombuffer(raw, np.uint8)
-    if rec.size % 3073:
-      raise DataFormatError(f'{name}: size {rec.size} is not a multiple of '
-                            'the 3073-byte CIFAR-10 record')
-    rec = rec.reshape(-1, 3073)
-    return rec[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), rec[:, 0]
-  parts = [batch(f'data_batch_{i}.bin') for i in range(1, 6)]
-  test = batch('test_batch.bin')
-  if test is None or any(p is None for p in parts):
-    return None
-  return (np.concatenate([p[0] for p in parts]),
-          np.concatenate([p[1] for p in parts]), test[0], test[1])
-
-
-def _dir_reader(folder: str):
-  def read(name):
-    p = os.path.join(folder, name)
-    if not os.path.exists(p):
-      return None
-    with open(p, 'rb') as f:
-      return f.read()
-  return read
-
-
-def _tar_reader(path: str):
   try:
-    tar = tarfile.open(path)
-    members = {os.path.basename(m.name): m for m in tar.getmembers()
-               if m.isfile()}
-  except (tarfile.TarError, OSError, EOFError) as e:
-    raise DataFormatError(f'cannot read archive {path}: {e}') from None
+    d = _ArrayOnlyUnpickler(io.BytesIO(raw), encoding='bytes').load()
+  except DataFormatError as e:  # the unpickler refused a global
+    fail(f'{where}:', str(e), _CIFAR_FIX)
+  except Exception as e:  # pickle raises many types on damaged input
+    fail(where, f'is not a CIFAR-10 python batch ({type(e).__name__}: '
+         f'{_one_line(e)})', _CIFAR_FIX)
+  if not isinstance(d, dict):
+    fail(where, f'holds a {type(d).__name__}, not the batch dict', _CIFAR_FIX)
+  data, labels = (d.get(k.encode(), d.get(k)) for k in ('data', 'labels'))
+  if data is None or labels is None:
+    fail(where, f'lacks "data" or "labels" (keys: {sorted(map(str, d))})',
+         _CIFAR_FIX)
+  try:
+    data, labels = np.asarray(data), np.asarray(labels)
+  except ValueError as e:  # ragged lists
+    fail(where, f'has ragged data or labels ({_one_line(e)})', _CIFAR_FIX)
+  if data.ndim != 2 or data.shape[1] != 3072:
+    fail(f'{where}: data', f'has shape {list(data.shape)}, expected '
+         '[N, 3072] (one 32x32 RGB image per row, channels first)', _CIFAR_FIX)
+  return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
-  def read(name):
-    m = members.get(name)
-    return None if m is None else tar.extractfile(m).read()
-  return read
+
+def _cifar_binary_batch(raw: bytes, where: str):
+  """Fixed-length records: 1 label byte + 3072 CHW pixel bytes (R, G, B)."""
+  rec = np.frombuffer(raw, np.uint8)
+  if rec.size % 3073:
+    fail(where, f'has {rec.size} bytes, not a multiple of the 3073-byte '
+         'CIFAR-10 record (1 label + 3072 pixels): truncated?', _CIFAR_FIX)
+  rec = rec.reshape(-1, 3073)
+  return rec[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), rec[:, 0]
+
+
+def _read_bytes(path: str) -> bytes:
+  with open(path, 'rb') as f:
+    return f.read()
+
+
+def _read_members(path: str, names: list[str]) -> dict[str, bytes | None]:
+  """The named files of a folder or (by basename) of a tar archive."""
+  out = {}
+  try:
+    if os.path.isdir(path):
+      for n in names:
+        p = os.path.join(path, n)
+        out[n] = _read_bytes(p) if os.path.exists(p) else None
+      return out
+    with tarfile.open(path) as tar:
+      members = {os.path.basename(m.name): m for m in tar.getmembers()
+                 if m.isfile()}
+      for n in names:
+        out[n] = tar.extractfile(members[n]).read() if n in members else None
+  except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+    fail(path, f'cannot be read ({type(e).__name__}: {_one_line(e)})',
+         'the archive or folder is damaged; download it again')
+  return out
+
+
+_CIFAR_LAYOUTS = (  # name, description, parse, extension, (x, y) field names
+    ('cifar-10-batches-py', 'python batches folder', _cifar_python_batch, '',
+     ('data', 'labels')),
+    ('cifar-10-python.tar.gz', 'python archive', _cifar_python_batch, '',
+     ('data', 'labels')),
+    ('cifar-10-batches-bin', 'binary batches folder', _cifar_binary_batch,
+     '.bin', ('pixel bytes', 'label bytes')),
+    ('cifar-10-binary.tar.gz', 'binary archive', _cifar_binary_batch, '.bin',
+     ('pixel bytes', 'label bytes')),
+)
+
+
+def _cifar_batches(info: DatasetInfo, path: str, parse, ext: str, fields,
+                   log) -> list[np.ndarray]:
+  """[x_train, y_train, x_test, y_test], each batch validated on its own so
+  an error names the batch file."""
+  files = {'train': [f'data_batch_{i}{ext}' for i in range(1, 6)],
+           'test': [f'test_batch{ext}']}
+  raw = _read_members(path, files['train'] + files['test'])
+  missing = [n for n, r in raw.items() if r is None]
+  if missing:
+    fail(path, f'lacks {missing}', 'it must hold all 6 CIFAR-10 batches '
+         f'(data_batch_1{ext} .. data_batch_5{ext}, test_batch{ext})')
+  out = []
+  for split, names in files.items():
+    parts = []
+    for n in names:
+      where = f'{path}/{n}'
+      x, y = parse(raw.pop(n), where)
+      parts.append(validate.split(info, split, x, y, f'{where}: {fields[0]}',
+                                  f'{where}: {fields[1]}', log))
+    out += [np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts])]
+  return out
+
+
+# ------------------------------------------------------------- MNIST IDX files
+_IDX_DTYPES = {0x08: '>u1', 0x09: '>i1', 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4',
+               0x0E: '>f8'}
+_IDX_FIX = 'the file is truncated or damaged; download it again'
 
 
 def _read_idx(path: str) -> np.ndarray:
+  """Any IDX type (the dtype is validated later, with the other formats')."""
   opener = gzip.open if path.endswith('.gz') else open
-  with opener(path, 'rb') as f:
-    raw = f.read()
-  ndim = raw[3]
-  dims = np.frombuffer(raw[4:4 + 4 * ndim], '>u4').astype(int)
-  data = np.frombuffer(raw[4 + 4 * ndim:], np.uint8)
-  if raw[2] != 0x08 or data.size != np.prod(dims):
-    raise DataFormatError(f'{path} is not a uint8 IDX file')
-  return data.reshape(dims)
+  try:
+    with opener(path, 'rb') as f:
+      raw = f.read()
+  except (OSError, EOFError, zlib.error) as e:
+    fail(path, f'cannot be read ({type(e).__name__}: {_one_line(e)})', _IDX_FIX)
+  if len(raw) < 4 or raw[0] or raw[1] or raw[2] not in _IDX_DTYPES:
+    fail(path, f'is not an IDX file (magic bytes {raw[:4].hex() or "none"})',
+         'use the original MNIST IDX files (magic 0x0000080N)')
+  ndim, head = raw[3], 4 + 4 * raw[3]
+  if ndim == 0 or len(raw) < head:
+    fail(path, f'has a truncated IDX header ({len(raw)} bytes)', _IDX_FIX)
+  dims = tuple(int(n) for n in np.frombuffer(raw[4:head], '>u4'))
+  dtype = np.dtype(_IDX_DTYPES[raw[2]])
+  want = math.prod(dims) * dtype.itemsize
+  if len(raw) - head != want:
+    fail(path, f'holds {len(raw) - head} data bytes but its header says '
+         f'{list(dims)} {dtype.name} = {want} bytes', _IDX_FIX)
+  return np.frombuffer(raw, dtype, math.prod(dims), head).reshape(dims)
+
+
+_IDX_STEMS = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
+              't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
 
 
 def _find_idx(folder: str, stem: str) -> str | None:
@@ -229,49 +426,46 @@ def _find_idx(folder: str, stem: str) -> str | None:
   return None
 
 
+def _local_idx(info: DatasetInfo, data_dir: str, log) -> Splits | None:
+  for folder in (os.path.join(data_dir, info.name), data_dir):
+    paths = [_find_idx(folder, s) for s in _IDX_STEMS]
+    if not any(paths):
+      continue
+    if not all(paths):
+      fail(folder, 'has only some of the MNIST IDX files (missing '
+           f'{[s for s, p in zip(_IDX_STEMS, paths) if not p]})',
+           'add the missing files (optionally .gz) or remove the others')
+    xtr, ytr, xte, yte = map(_read_idx, paths)
+    return _finish(info, (xtr, ytr, paths[0], paths[1]),
+                   (xte, yte, paths[2], paths[3]),
+                   f'{info.name} from local IDX files in {folder}', log)
+  return None
+
+
 def load_local(info: DatasetInfo, data_dir: str, cache_dir: str,
                log: Callable[[str], None]) -> Splits | None:
   """Returns the splits from files in `data_dir`, or None if none are there."""
+  data_dir = os.path.abspath(data_dir)
   npz = os.path.join(data_dir, f'{info.name}.npz')
   if os.path.exists(npz):
-    d = _load_npz(npz)
-    missing = {'x_train', 'y_train', 'x_test', 'y_test'} - set(d)
-    if missing:
-      raise DataFormatError(f'{npz} lacks keys {sorted(missing)}')
-    return _finish(info, d['x_train'], d['y_train'], d['x_test'], d['y_test'],
-                   f'local npz {npz}')
+    return _local_npz(info, npz, log)
   if info.name == 'cifar10':
     jpeg = os.path.join(data_dir, 'cifar10_jpeg_bytes.npz')
     if os.path.exists(jpeg):
-      *arrays, src = _cifar_jpeg(jpeg, cache_dir, log)
-      return _finish(info, *arrays, f'local CIFAR-10 JPEG bytes {jpeg} '
-                     f'(decoded cache {src})')
-    candidates = [
-        ('cifar-10-batches-py', _dir_reader, _cifar_python_batches),
-        ('cifar-10-python.tar.gz', _tar_reader, _cifar_python_batches),
-        ('cifar-10-batches-bin', _dir_reader, _cifar_binary_batches),
-        ('cifar-10-binary.tar.gz', _tar_reader, _cifar_binary_batches),
-    ]
-    for name, reader, parse in candidates:
+      return _cifar_jpeg(info, jpeg, os.path.abspath(cache_dir), log)
+    for name, what, parse, ext, fields in _CIFAR_LAYOUTS:
       p = os.path.join(data_dir, name)
       if os.path.exists(p):
-        arrays = parse(reader(p))
-        if arrays is None:
-          raise DataFormatError(f'{p} is missing some of the 6 CIFAR-10 batches')
-        return _finish(info, *arrays, f'local CIFAR-10 archive {p}')
+        xtr, ytr, xte, yte = _cifar_batches(info, p, parse, ext, fields, log)
+        return Splits(xtr, ytr, xte, yte,
+                      f'cifar10 from local CIFAR-10 {what} {p}')
   if info.name in ('mnist', 'fashion_mnist'):
-    stems = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
-             't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
-    for folder in (os.path.join(data_dir, info.name), data_dir):
-      paths = [_find_idx(folder, s) for s in stems]
-      if all(paths):
-        arrays = [_read_idx(p) for p in paths]
-        return _finish(info, *arrays, f'local IDX files in {folder}')
+    return _local_idx(info, data_dir, log)
   return None
 
 
 # ------------------------------------------------------------------- embedded
-def load_digits() -> Splits:
+def load_digits(log: Callable[[str], None] = logging.info) -> Splits:
   from sklearn.datasets import load_digits as sk_digits
   d = sk_digits()
   # Pixel values are 0..16; scale to the 0..255 range every pipeline expects.
@@ -279,13 +473,72 @@ def load_digits() -> Splits:
   y = d.target
   info = get_info('digits')
   n = info.num_train
-  return _finish(info, x[:n], y[:n], x[n:], y[n:],
-                 'scikit-learn embedded digits (8x8)')
+  where = 'scikit-learn digits'
+  return _finish(info, (x[:n], y[:n], where, where),
+                 (x[n:], y[n:], where, where),
+                 'digits from scikit-learn (embedded, 8x8)', log)
 
 
 # ----------------------------------------------------------------------- TFDS
-def load_tfds(info: DatasetInfo, tfds_data_dir: str | None,
-              download: bool) -> Splits:
+PROBE_TIMEOUT_S = 4.0
+
+
+def _probe(root: str) -> str | None:
+  """None if `root` answers HTTP at all (any status), else why not."""
+  try:
+    urllib.request.urlopen(urllib.request.Request(root, method='HEAD'),
+                           timeout=PROBE_TIMEOUT_S).close()
+  except urllib.error.HTTPError:
+    return None  # it answered: the host is reachable
+  except (OSError, ValueError) as e:  # URLError, timeout, refused, bad URL
+    return f'{root} ({_one_line(getattr(e, "reason", e))})'
+  return None
+
+
+def download_unreachable(urls) -> str | None:
+  """Why the hosts of `urls` cannot be reached now, or None if they answer.
+
+  TFDS's downloader (tensorflow_datasets/core/download/downloader.py) retries
+  every URL MAX_RETRIES=10 times with exponential backoff and sets no
+  timeout, so offline it takes minutes to fail. One HEAD per host in daemon
+  threads, bounded as a whole (DNS lookups ignore socket timeouts), answers
+  in seconds. urllib honours the *_proxy environment variables like TFDS.
+  """
+  roots = sorted({'{0}://{1}/'.format(*urllib.parse.urlsplit(u)[:2])
+                  for u in urls})
+  results: dict[str, str | None] = {}
+  threads = [threading.Thread(target=lambda r=r: results.update({r: _probe(r)}),
+                              daemon=True) for r in roots]
+  for t in threads:
+    t.start()
+  deadline = time.monotonic() + PROBE_TIMEOUT_S + 1
+  for t in threads:
+    t.join(max(0.0, deadline - time.monotonic()))
+  for r in roots:
+    if r not in results:
+      return f'{r} (no answer within {PROBE_TIMEOUT_S:g} s)'
+    if results[r]:
+      return results[r]
+  return None
+
+
+def _download_urls(info: DatasetInfo) -> list[str]:
+  """The URLs TFDS would fetch, from the builder's checksums file: no TF
+  import and no network needed."""
+  import tensorflow_datasets as tfds  # heavy; only when TFDS is reached
+  try:
+    return list(tfds.builder_cls(info.tfds_name).url_infos or ())
+  except Exception:  # unknown to this TFDS version: let tfds.load report it
+    return []
+
+
+def _tfds_dir(tfds_data_dir: str | None) -> str:
+  return tfds_data_dir or os.environ.get('TFDS_DATA_DIR') or os.path.join(
+      os.path.expanduser('~'), 'tensorflow_datasets')
+
+
+def load_tfds(info: DatasetInfo, tfds_data_dir: str | None, download: bool,
+              log: Callable[[str], None] = logging.info) -> Splits:
   import tensorflow as tf
   tf.config.set_visible_devices([], 'GPU')  # TF only reads data; JAX owns GPUs
   import tensorflow_datasets as tfds
@@ -302,10 +555,32 @@ def load_tfds(info: DatasetInfo, tfds_data_dir: str | None,
       ys.append(y)
     return np.concatenate(xs), np.concatenate(ys)
   (xtr, ytr), (xte, yte) = map(to_numpy, splits)
-  where = 'download' if download else 'prepared copy'
-  return _finish(info, xtr, ytr, xte, yte,
-                 f'TFDS {where} of {info.tfds_name} '
-                 f'(data_dir={tfds_data_dir or "default"})')
+  where = f'TFDS {info.tfds_name}'
+  how = 'TFDS download, prepared in' if download else 'TFDS prepared copy in'
+  return _finish(info, (xtr, ytr, f'{where} train images', f'{where} labels'),
+                 (xte, yte, f'{where} test images', f'{where} labels'),
+                 f'{info.name} from {how} {_tfds_dir(tfds_data_dir)}', log)
+
+
+def _try_tfds(info: DatasetInfo, tfds_data_dir, download: bool, log,
+              tried: list[str]) -> Splits | None:
+  where = _tfds_dir(tfds_data_dir)
+  what = f'TFDS download into {where}' if download else (
+      f'TFDS prepared copy in {where}')
+  if download:
+    why = download_unreachable(_download_urls(info))
+    if why:
+      tried.append(f'{what}: cannot reach {why}; this machine looks offline')
+      return None
+  try:
+    return load_tfds(info, tfds_data_dir, download, log)
+  except DataFormatError:
+    raise  # TFDS had the data, but it does not fit the registry
+  except Exception as e:  # TFDS raises many types; all mean "not here"
+    first = str(e).strip().splitlines()[0].split('. ')[0][:200] if str(
+        e).strip() else ''
+    tried.append(f'{what}: {type(e).__name__}: {first}')
+  return None
 
 
 def load(name: str, *, data_dir: str | None = None, cache_dir: str | None = None,
@@ -314,7 +589,7 @@ def load(name: str, *, data_dir: str | None = None, cache_dir: str | None = None
   """Tries each source in order; raises one DataNotFoundError listing them."""
   info = get_info(name)
   if name == 'digits':
-    return load_digits()
+    return load_digits(log)
   tried = []
   local = resolve_data_dir(data_dir)
   if local:
@@ -330,12 +605,9 @@ def load(name: str, *, data_dir: str | None = None, cache_dir: str | None = None
     tried.append(f'local directory: none set (config.data_dir or '
                  f'${ENV_DATA_DIR})')
   for download in (False, True) if allow_download else (False,):
-    try:
-      return load_tfds(info, tfds_data_dir, download)
-    except Exception as e:  # TFDS raises many types; all mean "not here"
-      first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ''
-      what = 'download' if download else 'prepared copy'
-      tried.append(f'TFDS {what}: {type(e).__name__}: {first}')
+    splits = _try_tfds(info, tfds_data_dir, download, log, tried)
+    if splits is not None:
+      return splits
   if not allow_download:
     tried.append('TFDS download: skipped (dataset.allow_download=False)')
   raise DataNotFoundError(
@@ -343,4 +615,5 @@ def load(name: str, *, data_dir: str | None = None, cache_dir: str | None = None
       + '; '.join(f'({i + 1}) {t}' for i, t in enumerate(tried))
       + f'. Fix: put {name}.npz (x_train, y_train, x_test, y_test) in a '
       f'directory and pass --config.data_dir=DIR or set {ENV_DATA_DIR}=DIR, '
-      'or run where TFDS can download it.')
+      'put a prepared TFDS copy in --config.tfds_data_dir, or run where TFDS '
+      'can download it.')
