@@ -16,6 +16,7 @@ Guarantees (tests/faults/):
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -103,8 +104,11 @@ class Checkpointer:
                writer: bool = False):
     self.directory = os.path.abspath(directory)
     self.quarantine_dir = self.directory + '.quarantine'
-    self.writer = writer and jax.process_index() == 0
-    if writer:
+    # Orbax needs the same options on every process; only process 0 moves
+    # files (quarantine).
+    self.writer = writer
+    self._owner = writer and jax.process_index() == 0
+    if self._owner:
       os.makedirs(self.directory, exist_ok=True)
       for step in _step_names(self.directory):
         if not is_complete(os.path.join(self.directory, str(step))):
@@ -124,7 +128,7 @@ class Checkpointer:
   def quarantine(self, step: int, reason: str) -> str | None:
     """Moves step `step` aside (never deletes it); writer only."""
     src = os.path.join(self.directory, str(step))
-    if not self.writer or not os.path.lexists(src):
+    if not self._owner or not os.path.lexists(src):
       return None
     os.makedirs(self.quarantine_dir, exist_ok=True)
     dst = os.path.join(self.quarantine_dir,
@@ -169,7 +173,12 @@ class Checkpointer:
           'is still in memory and earlier checkpoints are untouched.') from e
 
   def _metadata(self, step: int):
+    """Orbax's step metadata; CheckpointError if its file is damaged (orbax
+    itself would only warn and carry on without the recorded digests)."""
+    path = os.path.join(self.directory, str(step), _COMPLETE_MARKERS[0])
     try:
+      with open(path) as f:
+        json.load(f)
       return self.manager.metadata(step)
     except Exception as e:  # unreadable JSON, missing file
       raise CheckpointError(

@@ -117,6 +117,20 @@ def run(config, workdir: str, once: bool, poll_seconds: float = 10.0,
                 poll_seconds, timeout_seconds, grace_seconds)
 
 
+def _newest_intact(ckpt, steps, template):
+  """(state, step) of the newest of `steps` that restores; damaged ones are
+  reported and (by the caller) never retried. Older intact ones are
+  superseded by a newer one."""
+  for step in reversed(steps):
+    try:
+      return ckpt.restore(step, template), step
+    except CheckpointError as e:
+      if 'does not match' in str(e):
+        raise
+      print(f'warning: {e}; skipped', flush=True)
+  return None, None
+
+
 def _watch(workdir, directory, template, evaluate_step, total, poll_seconds,
            timeout_seconds, grace_seconds):
   seen, results = set(), None
@@ -126,18 +140,12 @@ def _watch(workdir, directory, template, evaluate_step, total, poll_seconds,
             if os.path.isdir(directory) else None)
     new = [s for s in (ckpt.all_steps() if ckpt else []) if s not in seen]
     if new:
-      step = new[-1]  # the newest; older unseen ones are superseded
       seen.update(new)
       last_new = time.time()
-      try:
-        state = ckpt.restore(step, template)
-      except CheckpointError as e:
-        if 'does not match' in str(e):
-          raise
-        print(f'warning: {e}; skipped', flush=True)
+      state, step = _newest_intact(ckpt, new, template)
+      ckpt.close()
+      if state is None:
         continue
-      finally:
-        ckpt.close()
       results = evaluate_step(state)
       print_precision(results, step)
       if step >= total:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import json
 import os
 import stat
 import struct
@@ -21,7 +20,8 @@ import warnings
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
-from jaxcnn.errors import CheckpointError, JaxcnnError
+from jaxcnn import workdir as run_dir
+from jaxcnn.errors import CheckpointError, JaxcnnError, one_line
 
 # Refuse images above ~89 MPix (PIL's default bomb threshold, made an error).
 MAX_PIXELS = 89_478_485
@@ -32,16 +32,11 @@ class ImageError(JaxcnnError):
 
 
 def load_config(workdir: str):
-  import ml_collections
-  path = os.path.join(workdir, 'config.json')
-  try:
-    with open(path) as f:
-      return ml_collections.ConfigDict(json.load(f))
-  except FileNotFoundError:
-    raise CheckpointError(f'{path} not found: is {workdir} a jaxcnn training '
-                          'workdir?') from None
-  except (OSError, json.JSONDecodeError) as e:
-    raise CheckpointError(f'cannot read {path}: {e}') from None
+  config = run_dir.read_config(workdir)  # WorkdirError if damaged
+  if config is None:
+    raise CheckpointError(f'{os.path.join(workdir, "config.json")} not found: '
+                          f'is {workdir} a jaxcnn training workdir?')
+  return config
 
 
 # PIL's decoders raise any of these on damaged or hostile files.
@@ -235,11 +230,13 @@ def main(argv=None) -> int:
                       default='auto', help='auto: EMA weights if kept')
   parser.add_argument('images', nargs='+')
   args = parser.parse_args(argv)
+  if args.top < 1:
+    parser.error(f'--top must be >= 1, got {args.top}')
   try:
     predictor = Predictor(args.workdir, args.weights)
   except JaxcnnError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+    print(f'error: {one_line(e)}', file=sys.stderr)
+    return e.exit_code
   failed = 0
   for path in args.images:
     try:

@@ -140,12 +140,17 @@ def train_and_evaluate(config, workdir: str) -> dict:
   if config.compress.method == 'deep_compression':  # a chain of runs
     from jaxcnn.compress import pipeline as deep_compression
     return deep_compression.run(config, workdir)
-  workdir = run_dir.prepare(workdir)
+  from jaxcnn.compress import distill
+  teacher = distill.load_teacher(config)  # checked before data and compile
+  mesh = parallel.make_mesh(config.mesh.model)
+  parallel.check_global_batch(config.batch_size, mesh)
+  parallel.check_global_batch(config.eval_batch_size, mesh, 'eval_batch_size')
+  workdir = run_dir.prepare(workdir)  # nothing is created before this
   lock = run_dir.Lock(workdir)
   if jax.process_index() == 0:
     lock.acquire()
   try:
-    run = _setup(config, workdir)
+    run = _setup(config, workdir, mesh, teacher)
     try:
       state, results = _loop(run)
     finally:
@@ -156,12 +161,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   return results
 
 
-def _setup(config, workdir: str) -> _Run:
+def _setup(config, workdir: str, mesh, teacher) -> _Run:
   from jaxcnn.compress import distill
-  teacher = distill.load_teacher(config)  # checked before data and compile
-  mesh = parallel.make_mesh(config.mesh.model)
-  parallel.check_global_batch(config.batch_size, mesh)
-  parallel.check_global_batch(config.eval_batch_size, mesh, 'eval_batch_size')
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                  config.keep_checkpoints, writer=True)
   if ckpt.latest_step() is not None:  # before any data: a refusal is quick
