@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 import sys
 
-# TensorFlow only writes TensorBoard files here: keep its C++ start-up INFO
-# lines ("oneDNN custom operations are on", twice) off a normal run's output.
+# TensorFlow only writes TensorBoard files (and reads TFDS) here. Its oneDNN
+# kernels print "oneDNN custom operations are on" at import, twice, through
+# absl before absl is initialised (TF_CPP_MIN_LOG_LEVEL no longer filters
+# that); jaxcnn runs no TF compute, so they are switched off.
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 
 from absl import app, flags, logging

@@ -261,15 +261,15 @@ CPU_MULTI_DEVICE_INFLIGHT = 2
 class Throttle:
   """Bounds how many dispatched programs may be queued but unfinished.
 
-  Why (issue 16, measured with gdb on jaxlib 0.10.2): with N > 1 XLA:CPU
+  Why (issue 16, seen with gdb on jaxlib 0.10.2): with N > 1 XLA:CPU
   devices, each device's share of a program runs as a task on the client's
-  small thread pool, and a task first waits on its device's in-flight
-  semaphore while holding a pool thread. When the Python loop runs far ahead
-  of the devices (asynchronous dispatch between two host syncs), queued
-  tasks of device B can occupy the pool while device A's share of step k sits
-  in its all-reduce, waiting for device B's share of step k, which can no
-  longer get a thread: "Expected 2 threads to join the rendezvous". Keeping
-  at most `limit` programs in flight keeps the queue shorter than the pool.
+  small thread pool, and a task waits on a device's in-flight semaphore
+  while holding its pool thread. When the Python loop runs far ahead of the
+  devices (asynchronous dispatch right after a host sync), queued tasks hold
+  the pool while one device's share of a step sits in its all-reduce,
+  waiting for the other device's share, which gets no thread: "Expected 2
+  threads to join the rendezvous". Keeping at most `limit` programs in
+  flight keeps the queue shorter than the pool (docs/scaling.md).
   GPUs, TPUs and a single CPU device are not throttled (limit 0).
   """
 

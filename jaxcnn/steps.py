@@ -59,12 +59,12 @@ def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
 
   Counted per example from the label's rank rather than with `lax.top_k`:
   XLA's SPMD partitioner cannot split TopK over the batch, so with a sharded
-  batch it all-gathered the logits. That all-gather was a second collective,
-  independent of the gradient all-reduce, and XLA:CPU's thunk executor ran
-  the two concurrently on a pool of threads; on N host devices the devices
-  could enter them in different orders and deadlock in the rendezvous
-  (issue 16). The rank form is elementwise plus a reduction over classes, so
-  it partitions over the batch with no collective.
+  batch it all-gathered the logits, a second collective beside the gradient
+  all-reduce that nothing ordered with it. The rank form is elementwise plus
+  a reduction over classes: it partitions over the batch with no collective,
+  and each step keeps one chain of collectives (tests/collectives.py checks
+  the shipped configs). The multi-device CPU hang of issue 16 had another
+  cause: see parallel.Throttle.
   """
   k = min(k, logits.shape[-1])
   label_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)

@@ -1,11 +1,12 @@
-"""Collective ordering of compiled SPMD programs (issue 16's deadlock class).
+"""Collective ordering of compiled SPMD programs.
 
 XLA:CPU runs each host device's share of a program on a shared thread pool,
 and its thunk executor starts independent instructions concurrently. Two
-collectives that no data dependency orders can therefore be entered in
-different orders on different devices, and the rendezvous then waits forever
-(`Expected 2 threads to join the rendezvous`). A program is safe when its
-collectives form one chain: each depends on the one before.
+collectives that no data dependency orders may be entered in different
+orders on different devices, each rendezvous then waiting for the other.
+A program is safe from that when its collectives form one chain: each
+depends on the one before. (The hang issue 16 reported came from elsewhere,
+too many programs in flight: jaxcnn/parallel.py Throttle.)
 """
 from __future__ import annotations
 

@@ -29,6 +29,10 @@ import math
 import os
 import sys
 
+# As in jaxcnn/main.py: no TF oneDNN start-up lines (jaxcnn runs no TF compute).
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+
 import ml_collections
 from absl import flags
 from ml_collections.config_flags import config_path, tuple_parser
