@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from jaxcnn import workdir as run_dir
 from jaxcnn.metrics import METRICS_FILE
 
 
@@ -42,18 +43,13 @@ def _save(fig, path: str) -> str:
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  """metrics.jsonl records; a resumed run's repeated steps keep the last."""
+  """metrics.jsonl records (jaxcnn/workdir.py: a line cut by a crash is
+  skipped; a resumed run's repeated steps keep the last)."""
   path = os.path.join(workdir, METRICS_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f'{path} not found: train with jaxcnn >= this '
                             'version to get a metrics log')
-  latest = {}
-  with open(path) as f:
-    for line in f:
-      if line.strip():
-        r = json.loads(line)
-        latest[(r['split'], r['step'])] = r
-  return sorted(latest.values(), key=lambda r: r['step'])
+  return [r for r in run_dir.read_jsonl(path) if 'split' in r]
 
 
 def _series(records, split, key):
@@ -336,6 +332,15 @@ def end_of_training(config, model, state, splits, workdir: str,
 
 
 def main(argv) -> int:
+  from jaxcnn.errors import JaxcnnError, one_line
+  try:
+    return _main(argv)
+  except JaxcnnError as e:
+    print(f'error: {one_line(e)}', file=sys.stderr)
+    return e.exit_code
+
+
+def _main(argv) -> int:
   if len(argv) != 3:
     print('usage: python -m jaxcnn.plots WORKDIR OUT_DIR', file=sys.stderr)
     return 2
@@ -357,7 +362,8 @@ def main(argv) -> int:
     print(f'{workdir}: no checkpoint, so training curves only: {path}')
     return 0
   splits = sources.load(c.dataset.name, data_dir=c.data_dir,
-                        cache_dir=c.cache_dir)
+                        cache_dir=c.cache_dir, tfds_data_dir=c.tfds_data_dir,
+                        allow_download=c.dataset.allow_download)
   print(f'{workdir}: step {step}')
   end_of_training(c, experiment.build_model(c), state, splits, workdir,
                   out_dir)

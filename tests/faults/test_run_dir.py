@@ -213,3 +213,20 @@ def test_partial_metrics_line_after_a_crash_is_repaired(tiny_config,
   last = run_dir.read_jsonl(str(path))
   assert [r for r in last if r['step'] == 9 and r['split'] == 'train'
           ][0]['loss'] == 1.0
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'empty', 'list', 'binary'])
+def test_damaged_config_json_is_one_clear_error(tiny_config, tmp_path,
+                                                damage):
+  from jaxcnn import predict
+  train.train_and_evaluate(tiny_config, str(tmp_path))
+  path = tmp_path / 'config.json'
+  text = path.read_text()
+  path.write_bytes({'truncated': text[:len(text) // 2].encode(),
+                    'empty': b'', 'list': b'[1, 2]',
+                    'binary': b'\xff\xfe\x00garbage'}[damage])
+  with pytest.raises(WorkdirError, match='config.json'):
+    train.train_and_evaluate(tiny_config, str(tmp_path))  # resume
+  with pytest.raises(WorkdirError, match='config.json'):
+    predict.Predictor(str(tmp_path))
+  assert len(os.listdir(tmp_path / 'checkpoints')) == 2  # nothing lost
