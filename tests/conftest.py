@@ -33,4 +33,5 @@ def tiny_config():
   c.log_every_steps = 2
   c.eval_every_steps = 6
   c.checkpoint_every_steps = 3
+  c.end_plots = False  # the quickstart's PNGs cost seconds per run
   return c

@@ -74,7 +74,8 @@ def dense_run(tmp_path):
   c = quickstart.get_config()
   c.model.name = 'mlp'
   c.model.hidden = (64,)
-  c.input.resize = 0
+  c.input.resize = c.input.pad = c.input.crop = 0  # the raw 8x8 digits
+  c.input.random_crop = False
   c.log_every_steps = c.checkpoint_every_steps = 3
   c.write_summaries = False
   d = str(tmp_path / 'dense')
