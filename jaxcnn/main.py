@@ -74,6 +74,12 @@ def main(argv):
   except JaxcnnError as e:
     print(f'error: {one_line(e)}', file=sys.stderr, flush=True)
     sys.exit(e.exit_code)
+  except OSError as e:  # the filesystem refused a write/read (disk full, ...)
+    where = f'{e.filename}: ' if e.filename else ''
+    print(f'error: {where}{e.strerror or one_line(e)}; free space or fix '
+          'permissions, then rerun the same command to resume',
+          file=sys.stderr, flush=True)
+    sys.exit(2)
 
 
 if __name__ == '__main__':

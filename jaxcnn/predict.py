@@ -1,11 +1,14 @@
-"""Predict the top-3 classes of image files with a trained workdir.
+"""Predict the top-3 classes of images with a workdir or an exported model.
 
   python -m jaxcnn.predict --workdir runs/lenet5_mnist digit.png photo.jpg
+  python -m jaxcnn.predict --model lenet5.tflite digit.png    # an exported file
 
 Images go through the evaluation preprocessing of the run's config after
 being converted to the dataset's channels (grayscale/RGB) and resized to its
 image size. A file that cannot be read gets a one-line error; the rest are
-still predicted, and the exit code is 1 if any file failed.
+still predicted, and the exit code is 1 if any file failed. An exported
+--model (python -m jaxcnn.export) holds the preprocessing itself; its
+sidecar FILE.json names the classes (docs/export.md).
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ from PIL import ExifTags, Image, ImageOps
 
 from jaxcnn import workdir as run_dir
 from jaxcnn.errors import CheckpointError, JaxcnnError, one_line
+from jaxcnn.export import runtime as exported_runtime
+from jaxcnn.export import sidecar_path as export_sidecar
 
 # Refuse images above ~89 MPix (PIL's default bomb threshold, made an error).
 MAX_PIXELS = 89_478_485
@@ -220,20 +225,52 @@ class Predictor:
     return read_image(path, (h, w), c)
 
 
-def main(argv=None) -> int:
+class ExportedPredictor:
+  """--model: an exported file (jaxcnn.export) run in its own runtime, with
+  Predictor's interface; images are read exactly as for --workdir."""
+
+  def __init__(self, path: str, num_threads: int | None = None):
+    self.model = exported_runtime.ExportedModel(path, num_threads)
+    self.info = self.model.info
+    if self.model.meta is None:
+      _note_to_stderr(f'{export_sidecar(path)} not found: classes are '
+                      'named by index')
+
+  def predict(self, images: np.ndarray) -> np.ndarray:
+    return self.model.predict(images)
+
+  def read(self, path: str) -> np.ndarray:
+    h, w, c = self.info.image_shape
+    return read_image(path, (h, w), c)
+
+
+def _parse(argv):
   import argparse
   parser = argparse.ArgumentParser(prog='python -m jaxcnn.predict',
                                    description=__doc__.split('\n')[0])
-  parser.add_argument('--workdir', required=True)
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument('--workdir', help='a training workdir')
+  source.add_argument('--model', help='a file written by python -m '
+                      'jaxcnn.export (.tflite or StableHLO)')
   parser.add_argument('--top', type=int, default=3)
   parser.add_argument('--weights', choices=('auto', 'params', 'ema'),
-                      default='auto', help='auto: EMA weights if kept')
+                      default='auto', help='auto: EMA weights if kept '
+                      '(--workdir only)')
   parser.add_argument('images', nargs='+')
   args = parser.parse_args(argv)
   if args.top < 1:
     parser.error(f'--top must be >= 1, got {args.top}')
+  if args.model and args.weights != 'auto':
+    parser.error('--weights applies to --workdir; an exported --model '
+                 'holds the weights it was exported with')
+  return args
+
+
+def main(argv=None) -> int:
+  args = _parse(argv)
   try:
-    predictor = Predictor(args.workdir, args.weights)
+    predictor = (ExportedPredictor(args.model) if args.model else
+                 Predictor(args.workdir, args.weights))
   except JaxcnnError as e:
     print(f'error: {one_line(e)}', file=sys.stderr)
     return e.exit_code
@@ -241,7 +278,7 @@ def main(argv=None) -> int:
   for path in args.images:
     try:
       probs = predictor.predict(predictor.read(path)[None])[0]
-    except ImageError as e:
+    except JaxcnnError as e:  # ImageError, or an exported model's runtime
       print(f'error: {e}', file=sys.stderr)
       failed += 1
       continue

@@ -194,7 +194,7 @@ def test_teacher_problems_rejected_before_compiling(teacher_dir, tmp_path):
   c = _student(teacher_dir)
   c.input.resize = 16
   with pytest.raises(ConfigError, match=r'was trained on different inputs: '
-                     r'input.resize=32 \(student: 16\)'):
+                     r'input.resize=40 \(student: 16\)'):
     distill.load_teacher(c)
   c = _student(teacher_dir)
   c.distill.temperature = 0.0

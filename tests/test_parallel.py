@@ -70,7 +70,7 @@ def _compressed_towers():
   for mode in ('jit', 'pmap'):
     c = md.make_config('quickstart', batch_size=32, parallel=mode, **{
         'compress.method': 'prune', 'compress.prune.sparsity': 0.5,
-        'compress.prune.schedule': 'one_shot'})
+        'compress.prune.schedule': 'one_shot', 'input.random_crop': False})
     batches = md.random_batches(c, 3, 32)
     model = experiment.build_model(c)
     tx, schedule = experiment.make_optimizer(c, model,

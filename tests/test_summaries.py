@@ -62,7 +62,7 @@ def test_train_run_writes_event_tags_metrics_and_plots(tiny_config, tmp_path):
 
   recs = plots.read_metrics(wd)
   assert [(r['split'], r['step']) for r in recs] == [
-      ('train', 2), ('train', 4), ('eval_params', 4)]
+      ('train', 2), ('train', 4), ('eval_params', 4), ('eval_ema', 4)]
   # Moving average of the per-step losses, decay 0.9, seeded by step 1.
   assert recs[0]['loss_ema'] != recs[0]['loss']
   for name in ('curves.png', 'confusion_matrix.png', 'filters.png'):
@@ -71,8 +71,9 @@ def test_train_run_writes_event_tags_metrics_and_plots(tiny_config, tmp_path):
   cm = np.array(pc['confusion'])
   assert cm.sum() == 360  # every held-out digit once
   final = json.load(open(os.path.join(wd, 'final_metrics.json')))
+  used = 'ema' if pc['weights'] == 'EMA' else 'params'  # the plot's weights
   assert np.trace(cm) / 360 == pytest.approx(
-      final['params']['precision@1'], abs=1e-6)
+      final[used]['precision@1'], abs=1e-6)
 
 
 class _Tiny(nn.Module):

@@ -118,7 +118,7 @@ def test_skip_nonfinite_updates_keeps_params_finite(tiny_config, tmp_path):
     ('dataset.name', 'mnist2', 'unknown dataset .*valid names'),
     ('batch_size', 0, 'batch_size must be > 0'),
     ('optim.learning_rate', -1.0, 'learning_rate must be > 0'),
-    ('input.crop', 40, 'larger than the 32x32'),
+    ('input.crop', 48, 'larger than the 40x40'),
     ('optim.schedule', 'linear', 'optim.schedule'),
 ])
 def test_bad_config_is_rejected_before_work(tiny_config, tmp_path, field,

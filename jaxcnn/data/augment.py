@@ -43,11 +43,16 @@ def adjust_contrast(x: jax.Array, factor: jax.Array) -> jax.Array:
 
 
 def per_image_standardization(x: jax.Array) -> jax.Array:
-  """(x - mean) / max(std, 1/sqrt(N)) over each image's H*W*C values."""
+  """(x - mean) / max(std, 1/sqrt(N)) over each image's H*W*C values.
+
+  Written as a multiply by rsqrt(max(var, 1/N)), the same number: exported
+  to full-integer LiteRT the division became an int8 DIV that fails on a
+  constant (all-black) image and ran 3.3x slower than fp32 (docs/export.md).
+  """
   n = x.shape[-3] * x.shape[-2] * x.shape[-1]
   mean = jnp.mean(x, axis=(-3, -2, -1), keepdims=True)
-  std = jnp.std(x, axis=(-3, -2, -1), keepdims=True)
-  return (x - mean) / jnp.maximum(std, 1.0 / jnp.sqrt(float(n)))
+  var = jnp.var(x, axis=(-3, -2, -1), keepdims=True)
+  return (x - mean) * jax.lax.rsqrt(jnp.maximum(var, 1.0 / n))
 
 
 def central_crop(x: jax.Array, size: int) -> jax.Array:

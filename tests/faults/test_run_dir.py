@@ -92,7 +92,7 @@ def test_two_trainers_and_a_watcher_on_one_live_run(tmp_path):
       if p.poll() is None:
         p.kill()
   steps = [int(l.split()[1].rstrip(':')) for l in w_out.splitlines()
-           if l.startswith('step ') and 'precision' in l]
+           if l.startswith('step ') and 'precision' in l and 'ema' not in l]
   assert steps and steps[-1] == 300  # followed the run to its end
   assert steps == sorted(set(steps))
   lines = [json.loads(l) for l in (wd / 'metrics.jsonl').read_text()
@@ -113,7 +113,8 @@ def test_watcher_skips_a_damaged_step_once_and_ends(tmp_path, tiny_config,
   out = capsys.readouterr().out
   assert time.time() - t0 < 60
   assert r['params']['count'] == 360
-  assert out.count('step 3: precision') == 1  # the fallback, once
+  assert out.count('step 3: precision @ 1 = ') == 2  # the fallback, once
+  assert out.count('(ema weights)') == 1               # (raw and EMA)
   assert out.count('checkpoints/6') == 1 and 'skipped' in out
   assert 'every checkpoint there is evaluated' in out
 
