@@ -36,9 +36,10 @@ def tiny_config(device_data: bool = False):
   c.log_every_steps = 2
   c.eval_every_steps = 4
   c.checkpoint_every_steps = 2
-  # Random crops off: with them on, the two-process run ended 5e-3 away from
-  # the one-process run after 4 steps (jax 0.10.2; 1 vs 8 devices in one
-  # process do agree: tests/test_parallel.py). Open finding, issue 16 note.
+  # Random augmentation off: with random crops, or flips, on, the two-process
+  # run ended 5e-3 away from the one-process run after 4 steps (jax 0.10.2;
+  # 1 vs 8 devices in one process do agree: tests/test_parallel.py). The
+  # per-example random bits differ under multi-controller: open finding.
   c.input.random_crop = False
   return c
 
