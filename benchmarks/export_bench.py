@@ -54,13 +54,11 @@ def export_all(workdir: str, out: str, calib_images: int) -> dict:
 def accuracy(workdir: str, paths: dict) -> dict:
   """Top-1 on the full test set: jaxcnn's eval path and every runtime."""
   from jaxcnn import predict
-  from jaxcnn.data import sources
+  from jaxcnn import experiment
   from jaxcnn.export import runtime
   pred = predict.Predictor(workdir)
   c = pred.config
-  splits = sources.load(c.dataset.name, data_dir=c.data_dir,
-                        cache_dir=c.cache_dir, tfds_data_dir=c.tfds_data_dir,
-                        allow_download=c.dataset.allow_download)
+  splits = experiment.load_splits(c)
   x, y = splits.x_test, splits.y_test
   bs = c.eval_batch_size
   ref = np.concatenate([pred.predict(x[i:i + bs])

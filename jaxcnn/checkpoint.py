@@ -84,6 +84,12 @@ def is_complete(step_dir: str) -> bool:
       os.path.isfile(os.path.join(step_dir, m)) for m in _COMPLETE_MARKERS)
 
 
+def complete_steps(directory: str) -> list[int]:
+  """Complete steps on disk now (a live trainer may have added some)."""
+  return [s for s in _step_names(directory)
+          if is_complete(os.path.join(directory, str(s)))]
+
+
 def _step_names(directory: str) -> list[int]:
   try:
     names = os.listdir(directory)
@@ -141,9 +147,7 @@ class Checkpointer:
     return dst
 
   def all_steps(self) -> list[int]:
-    """Complete steps on disk now (a live trainer may have added some)."""
-    return [s for s in _step_names(self.directory)
-            if is_complete(os.path.join(self.directory, str(s)))]
+    return complete_steps(self.directory)
 
   def latest_step(self) -> int | None:
     steps = self.all_steps()

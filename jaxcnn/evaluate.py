@@ -15,7 +15,7 @@ import numpy as np
 
 from jaxcnn import checkpoint, experiment, parallel, steps
 from jaxcnn import workdir as run_dir
-from jaxcnn.data import augment, pipeline, sources
+from jaxcnn.data import augment, pipeline
 from jaxcnn.errors import CheckpointError
 
 
@@ -85,10 +85,7 @@ def run(config, workdir: str, once: bool, poll_seconds: float = 10.0,
   parallel.check_global_batch(config.eval_batch_size, mesh, 'eval_batch_size')
   model = experiment.build_model(config)
   spec = augment.spec_from_config(config.input)
-  splits = sources.load(config.dataset.name, data_dir=config.data_dir,
-                        cache_dir=config.cache_dir,
-                        tfds_data_dir=config.tfds_data_dir,
-                        allow_download=config.dataset.allow_download)
+  splits = experiment.load_splits(config)
   logging.info('data: %s', splits.source)
   total = experiment.plan(config, len(splits.x_train)).total_steps
   template = experiment.state_template(config, mesh)
@@ -136,14 +133,15 @@ def _watch(workdir, directory, template, evaluate_step, total, poll_seconds,
   seen, results = set(), None
   started = last_new = time.time()
   while True:
-    ckpt = (checkpoint.Checkpointer(directory, async_save=False)
-            if os.path.isdir(directory) else None)
-    new = [s for s in (ckpt.all_steps() if ckpt else []) if s not in seen]
-    if new:
+    new = [s for s in checkpoint.complete_steps(directory) if s not in seen]
+    if new:  # a reader, opened only when there is something to read
       seen.update(new)
       last_new = time.time()
-      state, step = _newest_intact(ckpt, new, template)
-      ckpt.close()
+      ckpt = checkpoint.Checkpointer(directory, async_save=False)
+      try:
+        state, step = _newest_intact(ckpt, new, template)
+      finally:
+        ckpt.close()
       if state is None:
         continue
       results = evaluate_step(state)
@@ -151,8 +149,6 @@ def _watch(workdir, directory, template, evaluate_step, total, poll_seconds,
       if step >= total:
         return results
       continue
-    if ckpt:
-      ckpt.close()
     now = time.time()
     if timeout_seconds and now - last_new > timeout_seconds:
       return results

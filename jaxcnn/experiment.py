@@ -13,9 +13,10 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 
 from jaxcnn import config_checks, models, optim, parallel
-from jaxcnn.data import augment, datasets
+from jaxcnn.data import augment, datasets, sources
 from jaxcnn.errors import ConfigError
 from jaxcnn.losses import param_mask, path_str
 
@@ -178,3 +179,20 @@ def state_template(config, mesh):
   model = build_model(config)
   tx, _ = make_optimizer(config, model, Plan(1, 1))
   return init_state(config, model, tx, mesh)
+
+
+def load_splits(config) -> sources.Splits:
+  """The config's dataset through every source it names (local dir, TFDS
+  copy, download): the one call train, eval, plots and compress share."""
+  return sources.load(config.dataset.name, data_dir=config.data_dir,
+                      cache_dir=config.cache_dir,
+                      tfds_data_dir=config.tfds_data_dir,
+                      allow_download=config.dataset.allow_download)
+
+
+def train_subset(config, count: int) -> np.ndarray:
+  """`count` training images, uint8 as stored, a seeded random subset in
+  index order (calibration for quantization and export)."""
+  x = load_splits(config).x_train
+  pick = np.random.default_rng(config.seed).permutation(len(x))[:count]
+  return x[np.sort(pick)]

@@ -346,7 +346,6 @@ def _main(argv) -> int:
     return 2
   from jaxcnn import checkpoint, experiment, parallel
   from jaxcnn.compress.__main__ import trained_config
-  from jaxcnn.data import sources
   workdir, out_dir = argv[1], argv[2]
   c = trained_config(workdir)
   state, step, _ = checkpoint.load_latest(
@@ -361,9 +360,7 @@ def _main(argv) -> int:
     path = training_curves(workdir, os.path.join(out_dir, 'curves.png'))
     print(f'{workdir}: no checkpoint, so training curves only: {path}')
     return 0
-  splits = sources.load(c.dataset.name, data_dir=c.data_dir,
-                        cache_dir=c.cache_dir, tfds_data_dir=c.tfds_data_dir,
-                        allow_download=c.dataset.allow_download)
+  splits = experiment.load_splits(c)
   print(f'{workdir}: step {step}')
   end_of_training(c, experiment.build_model(c), state, splits, workdir,
                   out_dir)

@@ -19,7 +19,7 @@ import jax
 
 from jaxcnn import checkpoint, evaluate, experiment, parallel, steps
 from jaxcnn import workdir as run_dir
-from jaxcnn.data import augment, device_data, pipeline, sources
+from jaxcnn.data import augment, device_data, pipeline
 from jaxcnn.errors import CheckpointError, JaxcnnError, NonFiniteError
 from jaxcnn.losses import param_mask
 from jaxcnn.metrics import METRICS_FILE, Reporter, is_time
@@ -167,10 +167,7 @@ def _setup(config, workdir: str, mesh, teacher) -> _Run:
                                  config.keep_checkpoints, writer=True)
   if ckpt.latest_step() is not None:  # before any data: a refusal is quick
     run_dir.check_resume(workdir, config, ckpt.latest_step())
-  splits = sources.load(config.dataset.name, data_dir=config.data_dir,
-                        cache_dir=config.cache_dir,
-                        tfds_data_dir=config.tfds_data_dir,
-                        allow_download=config.dataset.allow_download)
+  splits = experiment.load_splits(config)
   logging.info('data: %s (%d train, %d test)', splits.source,
                len(splits.x_train), len(splits.x_test))
   print(f'data: {splits.source}', flush=True)

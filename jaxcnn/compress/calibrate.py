@@ -22,19 +22,13 @@ LAYER_KINDS = ('Conv', 'Dense')
 def calibration_images(config, num_batches: int) -> np.ndarray:
   """num_batches x batch_size training images (a seeded random subset),
   preprocessed as for evaluation (no augmentation)."""
-  from jaxcnn.data import augment, sources
+  from jaxcnn import experiment
+  from jaxcnn.data import augment
   if num_batches < 1:
     raise ValueError(f'calib_batches must be >= 1, got {num_batches}')
-  splits = sources.load(config.dataset.name, data_dir=config.data_dir,
-                        cache_dir=config.cache_dir,
-                        tfds_data_dir=config.tfds_data_dir,
-                        allow_download=config.dataset.allow_download)
-  n = min(len(splits.x_train), num_batches * config.batch_size)
-  pick = np.random.default_rng(config.seed).permutation(
-      len(splits.x_train))[:n]
+  images = experiment.train_subset(config, num_batches * config.batch_size)
   spec = augment.spec_from_config(config.input)
-  return np.asarray(augment.preprocess_eval(splits.x_train[np.sort(pick)],
-                                            spec))
+  return np.asarray(augment.preprocess_eval(images, spec))
 
 
 def layer_path(module) -> str:

@@ -205,7 +205,7 @@ def write_report(config, workdir: str) -> dict:
   compressed one. There is no 'before fine-tuning' point: the student
   trains from scratch (NaN in the report)."""
   from jaxcnn.compress import apply, report, session, storage
-  from jaxcnn.data import augment, sources
+  from jaxcnn.data import augment
   import json
   teacher = load_teacher(config)
   if teacher is None:
@@ -228,10 +228,7 @@ def write_report(config, workdir: str) -> dict:
   art = os.path.join(workdir, 'model.jxcz')
   s_bytes = storage.save(art, s_vars, meta)
   loaded, _ = storage.load(art)
-  splits = sources.load(config.dataset.name, data_dir=config.data_dir,
-                        cache_dir=config.cache_dir,
-                        tfds_data_dir=config.tfds_data_dir,
-                        allow_download=config.dataset.allow_download)
+  splits = experiment.load_splits(config)
   spec = augment.spec_from_config(config.input)
   s_fn = session._logits_fn(s_model, spec)
   t_fn = session._logits_fn(teacher.model, spec)

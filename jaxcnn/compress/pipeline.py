@@ -31,7 +31,7 @@ import numpy as np
 from jaxcnn import experiment
 from jaxcnn import workdir as run_dir
 from jaxcnn.compress import base, huffman, report, storage
-from jaxcnn.data import augment, sources
+from jaxcnn.data import augment
 
 STAGES = ('1_prune', '2_kmeans')
 
@@ -191,10 +191,7 @@ def huffman_stage(config, workdir: str) -> dict:
   model = experiment.build_model(config)
   spec = augment.spec_from_config(config.input)
   shape = experiment.input_shape(config)
-  splits = sources.load(config.dataset.name, data_dir=config.data_dir,
-                        cache_dir=config.cache_dir,
-                        tfds_data_dir=config.tfds_data_dir,
-                        allow_download=config.dataset.allow_download)
+  splits = experiment.load_splits(config)
   fn = session._logits_fn(model, spec)
   x, y = splits.x_test, splits.y_test
   probe = x[:500]

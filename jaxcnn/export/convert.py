@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcnn import experiment, predict, steps
-from jaxcnn.data import augment, sources
+from jaxcnn.data import augment
 from jaxcnn.errors import CheckpointError
 from jaxcnn.export import (FORMATS, QUANTIZE, SIDECAR_VERSION, SUPPORTED,
                            ExportError, runtime, sidecar_path)
@@ -147,13 +147,7 @@ def calibration_images(config, count: int) -> np.ndarray:
   the int8 converter calibrates the whole function, preprocessing included."""
   if count < 1:
     raise ExportError(f'--calib_images must be >= 1, got {count}')
-  splits = sources.load(config.dataset.name, data_dir=config.data_dir,
-                        cache_dir=config.cache_dir,
-                        tfds_data_dir=config.tfds_data_dir,
-                        allow_download=config.dataset.allow_download)
-  x = splits.x_train
-  pick = np.random.default_rng(config.seed).permutation(len(x))[:count]
-  return x[np.sort(pick)]
+  return experiment.train_subset(config, count)
 
 
 def _representative(images: np.ndarray, batch: int):
