@@ -153,9 +153,10 @@ class Checkpointer:
     steps = self.all_steps()
     return steps[-1] if steps else None
 
-  def save(self, step: int, state: Any) -> None:
+  def save(self, step: int, state: Any, extra: dict | None = None) -> None:
     """Writes `state` as step `step`; raises NonFiniteError (nothing
-    written) if any float leaf is NaN/Inf."""
+    written) if any float leaf is NaN/Inf. `extra`: JSON-able metadata kept
+    with the step (e.g. a streaming data iterator's state)."""
     tree = flax.serialization.to_state_dict(state)
     leaves = host_leaves(tree)
     bad = nonfinite_leaves(leaves)
@@ -168,13 +169,18 @@ class Checkpointer:
       self.quarantine(step, 'superseded')
     try:
       self.manager.save(step, args=ocp.args.StandardSave(tree), force=True,
-                        custom_metadata={DIGEST_KEY: digests(leaves)})
+                        custom_metadata={**(extra or {}),
+                                         DIGEST_KEY: digests(leaves)})
     except Exception as e:  # OSError, or an async write's error re-raised
       raise CheckpointError(
           f'could not write checkpoint step {step} to {self.directory}: '
           f'{type(e).__name__}: {e}. '
           'Free disk space or make the workdir writable; the training state '
           'is still in memory and earlier checkpoints are untouched.') from e
+
+  def custom_metadata(self, step: int) -> dict:
+    """The JSON-able metadata saved with `step` (digests and `extra`)."""
+    return dict(self._metadata(step).custom_metadata or {})
 
   def _metadata(self, step: int):
     """Orbax's step metadata; CheckpointError if its file is damaged (orbax

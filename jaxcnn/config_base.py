@@ -17,8 +17,17 @@ def base_config() -> ml_collections.ConfigDict:
   # Any other key under config.model is passed to the model as a field override.
 
   c.dataset = ml_collections.ConfigDict()
-  c.dataset.name = 'digits'        # cifar10, mnist, fashion_mnist, svhn_cropped, digits
+  c.dataset.name = 'digits'        # cifar10, mnist, fashion_mnist, svhn_cropped, digits; streaming: imagenet2012, imagefolder
   c.dataset.allow_download = True  # allow a TFDS download as the last source
+  # Streaming datasets (jaxcnn/data/streaming.py, docs/data.md): read by
+  # grain workers, decoded and resized on the host, never held whole.
+  c.dataset.root = ''              # imagefolder: ROOT with train/<class>/* and val/<class>/* (or test/)
+  c.dataset.image_size = 256       # streaming: each image decoded to SxS on the host (AlexNet: 256, then crop 227)
+  c.dataset.resize_mode = 'center_crop'  # center_crop: shorter side to S, central SxS (the paper's); squash: whole image to SxS
+  c.dataset.random_resized_crop = False  # train: random 8-100% area, 3/4-4/3 aspect box to SxS instead (eval: resize_mode)
+  c.dataset.workers = -1           # decode processes per host; 0: threads in the train process; -1: one per 2 cores
+  c.dataset.on_bad_image = 'skip'  # undecodable image: skip (warn naming it, count; deterministic) or fail (raise naming it)
+  c.dataset.verify_images = 'header'  # imagefolder start-up check of every file: header, full (decode all), none
   c.data_dir = ml_collections.FieldReference(None, field_type=str)  # local data dir; None: $JAXCNN_DATA_DIR
   c.cache_dir = ml_collections.FieldReference(None, field_type=str)  # decoded-data cache; None: ~/.cache/jaxcnn
   c.tfds_data_dir = ml_collections.FieldReference(None, field_type=str)  # TFDS data dir; None: TFDS default
@@ -82,6 +91,10 @@ def base_config() -> ml_collections.ConfigDict:
   # the ordinary train step is unchanged. 0: off.
   c.summary_every_steps = 0
   c.end_plots = False              # at the end: curves, confusion matrix, conv1 filters (PNG, jaxcnn/plots.py)
+  # Which weights a finished run is used with (artifacts, reports, predict,
+  # export, plots): 'auto' = EMA when the run keeps it, else the raw params.
+  # Chosen by this setting, never by test-set accuracy.
+  c.weights = 'auto'
   c.eval_every_steps = 1000        # full test-set evaluation (also at the end)
   c.checkpoint_every_steps = 1000  # orbax checkpoint (also at the end)
   c.keep_checkpoints = 3           # how many recent checkpoints orbax keeps (>= 1)

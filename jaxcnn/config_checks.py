@@ -34,6 +34,8 @@ _INTS = (
     ('summary_every_steps', 0, True, None, False, ' (0: off)'),
     # 0 would let orbax delete every checkpoint, the final one included.
     ('keep_checkpoints', 1, True, None, False, ''),
+    ('dataset.image_size', 1, True, 8192, True, ''),
+    ('dataset.workers', -1, True, 256, True, ' (0: in process, -1: auto)'),
 )
 _FLOATS = (
     ('num_epochs', 0.0, True, None, False, ''),
@@ -55,16 +57,22 @@ _SCHEDULE_FLOATS = {
 }
 _CHOICES = (
     ('optim.optimizer', ('sgd', 'adam')),
-    ('optim.schedule', ('constant', 'staircase_exp', 'discexp', 'cosine')),
-    ('input.normalize', ('unit', 'per_image', 'mean_std')),
+    ('optim.schedule', ('constant', 'staircase_exp', 'discexp', 'cosine',
+                        'step_50_75')),
+    ('input.normalize', ('unit', 'per_image', 'mean_std',
+                         'cifar10_pixel_mean')),
     ('l2.mode', ('none', 'loss', 'coupled')),
     ('precision', ('float32', 'bfloat16')),
     ('xla_cpu_conv', ('eigen', 'ynnpack')),
     # Anything but 'ema'/'auto' would silently mean 'params'.
     ('init_from_weights', WEIGHTS),
+    ('weights', WEIGHTS),
     ('distill.teacher_weights', WEIGHTS),
     ('distill.mode', ('frozen', 'joint')),
     ('distill.loss', ('kd', 'logits')),
+    ('dataset.resize_mode', ('center_crop', 'squash')),
+    ('dataset.on_bad_image', ('skip', 'fail')),
+    ('dataset.verify_images', ('header', 'full', 'none')),
 )
 
 
@@ -191,6 +199,24 @@ def _is_real(v) -> bool:
   return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
+def check_streaming(config) -> None:
+  """dataset.* of the streaming datasets (imagenet2012, imagefolder)."""
+  d = config.dataset
+  if d.name == 'imagefolder' and not d.root:
+    bad("dataset.name='imagefolder' needs dataset.root=ROOT (a folder with "
+        'train/<class>/* and val/<class>/*)')
+  if d.name not in ('imagefolder', 'imagenet2012'):
+    return
+  size = config.input.resize or d.image_size + 2 * config.input.pad
+  if config.input.crop > size:
+    bad(f'input.crop={config.input.crop} is larger than the {size}x{size} '
+        f'images (dataset.image_size {d.image_size}, input.pad '
+        f'{config.input.pad}, input.resize {config.input.resize})')
+  if config.input.device_data:
+    bad('input.device_data=True keeps a whole split on the device; '
+        f'{d.name} is streamed: set input.device_data=False')
+
+
 def check(config, channels: int) -> None:
   """All checks of this module; the dataset's image `channels` sizes the
   per-channel input.mean/std."""
@@ -199,3 +225,4 @@ def check(config, channels: int) -> None:
   check_length(config)
   check_optimizer(config)
   check_input(config.input, channels)
+  check_streaming(config)

@@ -4,43 +4,45 @@ Every test example counts exactly once: the last batch is padded and masked.
 """
 from __future__ import annotations
 
-import functools
-import logging
-import os
 import time
 from typing import Any, Callable
 
 import jax
 import numpy as np
 
-from jaxcnn import checkpoint, experiment, parallel, steps
+from jaxcnn import checkpoint, parallel, steps
+from jaxcnn import plugins as plugins_lib
 from jaxcnn import workdir as run_dir
 from jaxcnn.data import augment, pipeline
 from jaxcnn.errors import CheckpointError
 
 
 def make_eval_fn(model, spec: augment.InputSpec, mesh,
-                 state_sharding: Any = None) -> Callable:
+                 state_sharding: Any = None, plugins=()) -> Callable:
   """`state_sharding` (a TrainState of shardings) keeps model-sharded params
-  where they are; None means replicated. EMA params share the params'."""
+  where they are; None means replicated. EMA params share the params'.
+  Plugins' eval_params turn the trained params into what the (wrapped)
+  model evaluates (e.g. SVD factors -> dense kernels)."""
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
   params, stats = ((repl, repl) if state_sharding is None else
                    (state_sharding.params, state_sharding.batch_stats))
-  return jax.jit(functools.partial(steps.eval_step, model=model,
-                                   input_spec=spec),
-                 in_shardings=(params, stats, data), out_shardings=repl)
+  plugins = tuple(plugins)
+
+  def fn(params, batch_stats, batch):
+    return steps.eval_step(plugins_lib.eval_params(plugins, params),
+                           batch_stats, batch, model=model, input_spec=spec)
+  return jax.jit(fn, in_shardings=(params, stats, data), out_shardings=repl)
 
 
-def evaluate(eval_fn: Callable, params: Any, batch_stats: Any,
-             images: np.ndarray, labels: np.ndarray, batch_size: int,
-             mesh) -> dict[str, float]:
+def evaluate_batches(eval_fn: Callable, params: Any, batch_stats: Any,
+                     batches, mesh) -> dict[str, float]:
+  """Sums eval_fn over this process's padded, masked host batches (an
+  iterable of {'image', 'label', 'mask'}): every example counts once."""
   sharding = parallel.data_sharding(mesh)
   totals = None
   throttle = parallel.Throttle.for_mesh(mesh)
-  batches = pipeline.eval_batches(images, labels, batch_size,
-                                  jax.process_index(), jax.process_count())
   for batch in pipeline.prefetch(
-      batches, lambda b: pipeline.put_global(b, sharding)):
+      iter(batches), lambda b: pipeline.put_global(b, sharding)):
     out = throttle(eval_fn(params, batch_stats, batch))
     totals = out if totals is None else jax.tree.map(lambda a, b: a + b,
                                                      totals, out)
@@ -50,14 +52,29 @@ def evaluate(eval_fn: Callable, params: Any, batch_stats: Any,
           'loss': float(t['loss']) / n, 'count': n}
 
 
-def evaluate_state(eval_fn, state, images, labels, batch_size, mesh
-                   ) -> dict[str, dict[str, float]]:
-  """Raw weights always; the EMA weights too when the run keeps them."""
-  out = {'params': evaluate(eval_fn, state.params, state.batch_stats, images,
-                            labels, batch_size, mesh)}
+def evaluate(eval_fn: Callable, params: Any, batch_stats: Any,
+             images: np.ndarray, labels: np.ndarray, batch_size: int,
+             mesh) -> dict[str, float]:
+  return evaluate_batches(
+      eval_fn, params, batch_stats,
+      pipeline.eval_batches(images, labels, batch_size, jax.process_index(),
+                            jax.process_count()), mesh)
+
+
+def evaluate_state(eval_fn, state, images, labels, batch_size, mesh,
+                   stream=None) -> dict[str, dict[str, float]]:
+  """Raw weights always; the EMA weights too when the run keeps them.
+  `stream` (a re-iterable of padded host batches, data/streaming.py)
+  replaces images/labels."""
+  def one(params):
+    if stream is not None:
+      return evaluate_batches(eval_fn, params, state.batch_stats, stream,
+                              mesh)
+    return evaluate(eval_fn, params, state.batch_stats, images, labels,
+                    batch_size, mesh)
+  out = {'params': one(state.params)}
   if state.ema_params:
-    out['ema'] = evaluate(eval_fn, state.ema_params, state.batch_stats,
-                          images, labels, batch_size, mesh)
+    out['ema'] = one(state.ema_params)
   return out
 
 
@@ -68,50 +85,16 @@ def print_precision(results: dict[str, dict[str, float]], step: int) -> None:
           flush=True)
 
 
-def run(config, workdir: str, once: bool, poll_seconds: float = 10.0,
-        timeout_seconds: float = 0.0,
-        grace_seconds: float = 120.0) -> dict[str, dict[str, float]] | None:
-  """--mode=eval / eval_once: evaluates checkpoints of a workdir as they land.
-
-  eval_once: the newest intact checkpoint (damaged ones are skipped).
-  eval: follows a live run, evaluating the newest step not yet seen; a
-  damaged step is reported once and never retried. It stops after the
-  run's final step, after `timeout_seconds` (> 0) without a new
-  checkpoint, or when no trainer holds the workdir and every checkpoint
-  there is evaluated (after `grace_seconds`, for a trainer still starting).
-  """
-  experiment.validate(config)
-  mesh = parallel.make_mesh()
-  parallel.check_global_batch(config.eval_batch_size, mesh, 'eval_batch_size')
-  model = experiment.build_model(config)
-  spec = augment.spec_from_config(config.input)
-  splits = experiment.load_splits(config)
-  logging.info('data: %s', splits.source)
-  total = experiment.plan(config, len(splits.x_train)).total_steps
-  template = experiment.state_template(config, mesh)
-  eval_fn = make_eval_fn(model, spec, mesh)
-  if config.compress.method:
-    # A compression run's state holds the method's state (masks, factors):
-    # restore into the same structure and evaluate the way training did.
-    from jaxcnn.compress import session as compress_session
-    _, schedule = experiment.make_optimizer(config, model,
-                                            experiment.Plan(1, 1))
-    crun = compress_session.start(config, model, schedule, template, mesh,
-                                  restore_only=True)
-    template, eval_fn = crun.state, crun.wrap_eval(eval_fn)
-  directory = os.path.join(workdir, 'checkpoints')
-  evaluate_step = lambda state: evaluate_state(
-      eval_fn, state, splits.x_test, splits.y_test, config.eval_batch_size,
-      mesh)
-  if once:
-    state, step, _ = checkpoint.load_latest(directory, template)
-    if step is None:
-      raise CheckpointError(f'no checkpoint in {directory} to evaluate')
-    results = evaluate_step(state)
-    print_precision(results, step)
-    return results
-  return _watch(workdir, directory, template, evaluate_step, total,
-                poll_seconds, timeout_seconds, grace_seconds)
+def evaluate_latest(directory: str, template, evaluate_step
+                    ) -> tuple[dict, int]:
+  """--mode=eval_once: the newest intact checkpoint (damaged ones are
+  skipped); CheckpointError if there is none."""
+  state, step, _ = checkpoint.load_latest(directory, template)
+  if step is None:
+    raise CheckpointError(f'no checkpoint in {directory} to evaluate')
+  results = evaluate_step(state)
+  print_precision(results, step)
+  return results, step
 
 
 def _newest_intact(ckpt, steps, template):
@@ -128,8 +111,14 @@ def _newest_intact(ckpt, steps, template):
   return None, None
 
 
-def _watch(workdir, directory, template, evaluate_step, total, poll_seconds,
-           timeout_seconds, grace_seconds):
+def watch(workdir, directory, template, evaluate_step, total, poll_seconds,
+          timeout_seconds, grace_seconds):
+  """--mode=eval: follows a live run, evaluating the newest step not yet
+  seen; a damaged step is reported once and never retried. It stops after
+  the run's final step (`total`), after `timeout_seconds` (> 0) without a
+  new checkpoint, or when no trainer holds the workdir and every checkpoint
+  there is evaluated (after `grace_seconds`, for a trainer still
+  starting)."""
   seen, results = set(), None
   started = last_new = time.time()
   while True:

@@ -16,7 +16,9 @@ import ml_collections
 import numpy as np
 
 from jaxcnn import config_checks, models, optim, parallel
-from jaxcnn.data import augment, datasets, sources
+from jaxcnn import plugins as plugins_lib
+from jaxcnn import state as state_lib
+from jaxcnn.data import augment, datasets, sources, streaming
 from jaxcnn.errors import ConfigError
 from jaxcnn.losses import param_mask, path_str
 
@@ -29,7 +31,7 @@ def model_kwargs(config) -> dict[str, Any]:
 
 
 def build_model(config):
-  info = datasets.get_info(config.dataset.name)
+  info = streaming.dataset_info(config)
   try:
     return models.get_model(config.model.name, num_classes=info.num_classes,
                             **model_kwargs(config))
@@ -40,7 +42,7 @@ def build_model(config):
 
 def input_shape(config) -> tuple[int, int, int]:
   """Shape of one preprocessed example, as the model sees it."""
-  h, _, c = datasets.get_info(config.dataset.name).image_shape
+  h, _, c = streaming.dataset_info(config).image_shape
   size = augment.spec_from_config(config.input).output_size(h)
   return (size, size, c)
 
@@ -49,7 +51,9 @@ def validate(config) -> None:
   """Raises ConfigError naming the offending field; no data, no compile.
 
   Cheap checks first (names, then every field's range: config_checks,
-  parallel.check_config), then the model's shapes on the config's input."""
+  parallel.check_config), then the model's shapes on the config's input.
+  Plugins check their own sections when they are built (e.g.
+  jaxcnn.compress.plugins.from_config)."""
   def bad(msg):
     raise ConfigError(f'invalid config: {msg}')
   if config.model.name not in models.list_models():
@@ -58,9 +62,10 @@ def validate(config) -> None:
   if config.dataset.name not in datasets.DATASETS:
     bad(f'unknown dataset {config.dataset.name!r}; valid names: '
         f'{", ".join(sorted(datasets.DATASETS))}')
-  h, _, channels = datasets.get_info(config.dataset.name).image_shape
-  config_checks.check(config, channels)
+  channels = datasets.get_info(config.dataset.name).image_shape[2]
+  config_checks.check(config, channels)  # dataset.root etc. before reading it
   parallel.check_config(config)
+  h = streaming.dataset_info(config).image_shape[0]
   size = (config.input.resize or h + 2 * config.input.pad)
   if config.input.crop > size:
     bad(f'input.crop={config.input.crop} is larger than the {size}x{size} '
@@ -70,8 +75,7 @@ def validate(config) -> None:
     re.compile(config.l2.include)
   except re.error as e:
     bad(f'l2.include is not a valid regex: {e}')
-  params = _validate_shapes(config, bad)
-  _validate_compress(config, params, bad)
+  _validate_shapes(config, bad)
 
 
 def _validate_shapes(config, bad):
@@ -94,36 +98,6 @@ def _validate_shapes(config, bad):
       bad(f'l2.include={config.l2.include!r} matches no kernel; parameter '
           f'paths are: {", ".join(names)}')
   return shapes['params']
-
-
-def _validate_compress(config, params, bad) -> None:
-  """The method exists and every `*include` regex of its section names at
-  least one parameter: a typo must not silently compress nothing."""
-  from jaxcnn.compress import base, ranges, session  # noqa: F401 (registers methods)
-  ranges.check(config)  # values no method can use (sparsity 1.5, bits 0)
-  name = config.compress.method
-  if not name:
-    return
-  if name not in base.list_methods():
-    bad(f'unknown compress.method {name!r}; valid: '
-        f'{", ".join(base.list_methods())}')
-  section = config.compress[name] if name in config.compress else None
-  if not isinstance(section, ml_collections.ConfigDict):
-    return
-  paths = [path_str(p) for p, _ in
-           jax.tree_util.tree_flatten_with_path(params)[0]]
-  # Methods match parameter paths (prune) or layer paths (filter_prune, svd).
-  layers = sorted({p.rpartition('/')[0] for p in paths})
-  for key, value in section.items():
-    if not (key.endswith('include') and isinstance(value, str) and value):
-      continue
-    try:
-      regex = re.compile(value)
-    except re.error as e:
-      bad(f'compress.{name}.{key} is not a valid regex: {e}')
-    if not any(regex.search(p) for p in paths + layers):
-      bad(f'compress.{name}.{key}={value!r} matches no layer of '
-          f'{config.model.name!r}; layers are: {", ".join(layers)}')
 
 
 @dataclasses.dataclass
@@ -162,8 +136,6 @@ def init_state(config, model, tx, mesh):
   """The initial TrainState, created directly in its sharding: replicated,
   except leaves matching config.shard_params, split over mesh axis 'model'
   (so a large fc layer never exists whole on one device)."""
-  from jaxcnn import parallel
-  from jaxcnn import state as state_lib
   create = functools.partial(state_lib.create, model, tx,
                              image_shape=input_shape(config),
                              use_ema=config.ema_decay > 0)
@@ -171,6 +143,31 @@ def init_state(config, model, tx, mesh):
   shardings = parallel.state_shardings(mesh, jax.eval_shape(create, key),
                                        config.shard_params)
   return jax.jit(create, out_shardings=shardings)(key)
+
+
+def plugin_names(config) -> list[str]:
+  """The plugins this config needs, by the sections it sets: 'compress'
+  (compress.method, or init_from: a fine-tune of another run) and
+  'distill' (a frozen teacher or a joint pair)."""
+  names = []
+  if config.compress.method or config.init_from:
+    names.append('compress')
+  d = config.distill
+  if d.teacher_workdir or d.mode == 'joint':
+    names.append('distill')
+  return names
+
+
+def build(config, mesh, plugins=(), p: Plan | None = None,
+          restore_only: bool = False) -> plugins_lib.Build:
+  """Model, optimizer and state (template) after every plugin's set-up.
+  `p` None: a one-step plan (shapes don't depend on the schedule's length),
+  for readers that only restore."""
+  model = plugins_lib.wrap_model(plugins, build_model(config))
+  tx, schedule = make_optimizer(config, model, p or Plan(1, 1))
+  state = init_state(config, model, tx, mesh)
+  return plugins_lib.run_setup(plugins, plugins_lib.Build(
+      config, model, tx, schedule, state, mesh, restore_only))
 
 
 def state_template(config, mesh):

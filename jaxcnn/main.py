@@ -3,6 +3,8 @@
 --mode=train (default) trains and evaluates, resuming from the workdir;
 --mode=eval watches the workdir and evaluates each new checkpoint;
 --mode=eval_once evaluates the latest checkpoint once.
+eval and eval_once take the config from WORKDIR/config.json: --config is
+optional there, and if given it must agree with the workdir's.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ _POLL = flags.DEFINE_float('eval_poll_seconds', 10.0,
 _TIMEOUT = flags.DEFINE_float('eval_timeout_seconds', 0.0,
                               '--mode=eval: stop after this long without a '
                               'new checkpoint (0: no limit).', lower_bound=0.0)
-flags.mark_flags_as_required(['config', 'workdir'])
+flags.mark_flags_as_required(['workdir'])
 
 
 def _last_line(e: BaseException) -> str:
@@ -43,7 +45,8 @@ def parse_flags(argv):
   one paragraph and exit code 2, never a traceback."""
   try:
     argv = flags.FLAGS(argv)
-    _CONFIG.value.keys()  # config files load lazily; surface errors now
+    if _CONFIG.value is not None:  # config files load lazily: errors now
+      _CONFIG.value.keys()
     return argv
   except flags.Error as e:
     first, last = str(e).splitlines()[0], _last_line(e)
@@ -61,16 +64,18 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   # Imported late so --help and flag errors don't pay for JAX/TF start-up.
-  from jaxcnn import evaluate, train
+  from jaxcnn import runs
   from jaxcnn.errors import JaxcnnError, one_line
   try:
     if _MODE.value == 'train':
-      train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+      if _CONFIG.value is None:
+        raise app.UsageError('--mode=train needs --config')
+      runs.train(_CONFIG.value, _WORKDIR.value)
     else:
-      evaluate.run(_CONFIG.value, _WORKDIR.value,
-                   once=_MODE.value == 'eval_once',
-                   poll_seconds=_POLL.value,
-                   timeout_seconds=_TIMEOUT.value)
+      runs.evaluate(_WORKDIR.value, _CONFIG.value,
+                    once=_MODE.value == 'eval_once',
+                    poll_seconds=_POLL.value,
+                    timeout_seconds=_TIMEOUT.value)
   except JaxcnnError as e:
     print(f'error: {one_line(e)}', file=sys.stderr, flush=True)
     sys.exit(e.exit_code)

@@ -192,7 +192,6 @@ def pmean_gradients(tx: optax.GradientTransformation, axis: str
   """
   def update(grads, state, params=None):
     return tx.update(jax.lax.pmean(grads, axis), state, params)
-  # _replace keeps extra fields, e.g. the compression method on a MethodTx.
   return tx._replace(update=update)
 
 

@@ -23,8 +23,15 @@ from typing import Sequence
 
 import numpy as np
 
+import jax
+
+from jaxcnn import checkpoint, experiment, reopen, steps, summaries
+from jaxcnn import plugins as plugins_lib
 from jaxcnn import workdir as run_dir
+from jaxcnn.data import augment, datasets
+from jaxcnn.errors import JaxcnnError, one_line
 from jaxcnn.metrics import METRICS_FILE
+from jaxcnn.ops.lrn import lrn
 
 
 def _plt():
@@ -142,8 +149,6 @@ def predict(model, params, batch_stats, images: np.ndarray, input_spec,
             batch_size: int = 500) -> np.ndarray:
   """Class probabilities for uint8 images, in fixed-size (padded) batches so
   one compile serves all of them."""
-  import jax
-  from jaxcnn import steps
   fn = jax.jit(functools.partial(steps.predict_step, model=model,
                                  input_spec=input_spec))
   out = []
@@ -158,7 +163,6 @@ def predict(model, params, batch_stats, images: np.ndarray, input_spec,
 
 def filters(kernel: np.ndarray, path: str, title: str = '') -> str:
   """Grid of HWIO kernels; 3 input channels as RGB, else the channel mean."""
-  from jaxcnn import summaries
   k = np.asarray(kernel)
   if k.shape[2] not in (1, 3):
     k = k.mean(axis=2, keepdims=True)
@@ -226,7 +230,6 @@ def lrn_comparison(acts: np.ndarray, path: str, depth_radius: int = 4,
                    beta: float = 0.75, channels: int = 4) -> str:
   """One image's activations [H, W, C] before and after jaxcnn.ops.lrn:
   channel maps on a shared colour scale, and the value distributions."""
-  from jaxcnn.ops.lrn import lrn
   a = np.asarray(acts, np.float32)
   b = np.asarray(lrn(a[None], depth_radius, bias, alpha, beta))[0]
   order = np.argsort(-a.reshape(-1, a.shape[-1]).mean(0))[:channels]
@@ -290,21 +293,36 @@ def tradeoff(points: list[dict], path: str,
   return _save(fig, path)
 
 
+class EndPlots(plugins_lib.Plugin):
+  """config.end_plots as a training plugin: its finish draws the curves,
+  confusion matrix and filters into the workdir (one process only)."""
+  name = 'end_plots'
+
+  def finish(self, run: plugins_lib.FinishInputs) -> None:
+    if run.splits is None:  # a streamed dataset: no test arrays at hand
+      print('plots: the confusion matrix needs an in-memory test set; '
+            f'{run.config.dataset.name} is streamed, so curves only: ' +
+            training_curves(run.workdir,
+                            os.path.join(run.workdir, 'curves.png')),
+            flush=True)
+    elif jax.process_count() == 1:
+      end_of_training(run.config, run.model, run.state, run.splits,
+                      run.workdir)
+
+
 def end_of_training(config, model, state, splits, workdir: str,
                     out_dir: str | None = None) -> dict:
-  """train.py's hook: curves, test confusion matrix, first-conv filters.
-  Uses the EMA weights when the run kept them (what the tutorial reports).
+  """Curves, test confusion matrix, first-conv filters, with the weights
+  config.weights names ('auto': EMA when kept, what the tutorial reports).
   Reads metrics.jsonl from `workdir`, writes into `out_dir` (default:
-  `workdir`)."""
-  from jaxcnn import summaries
-  from jaxcnn.data import augment, datasets
-  import jax
+  `workdir`). `model` and `state` as trained (plugin-wrapped)."""
   out_dir = out_dir or workdir
   out = {}
   if os.path.exists(os.path.join(workdir, METRICS_FILE)):
     out['curves'] = training_curves(workdir,
                                     os.path.join(out_dir, 'curves.png'))
-  ema = bool(state.ema_params)
+  ema = run_dir.choose_weights(config.weights, bool(state.ema_params),
+                               workdir) == 'ema'
   params = jax.device_get(state.ema_params if ema else state.params)
   stats = jax.device_get(state.batch_stats)
   probs = predict(model, params, stats, splits.x_test,
@@ -321,7 +339,6 @@ def end_of_training(config, model, state, splits, workdir: str,
     json.dump({'weights': weights, 'class_names': list(names),
                'confusion': cm.tolist(),
                **{k: v.tolist() for k, v in pc.items()}}, f, indent=1)
-  from jaxcnn import experiment
   conv = summaries.first_conv(model, experiment.input_shape(config))
   kernel = summaries.kernel_at(params, conv) if conv else None
   if kernel is not None and np.ndim(kernel) == 4:
@@ -332,7 +349,6 @@ def end_of_training(config, model, state, splits, workdir: str,
 
 
 def main(argv) -> int:
-  from jaxcnn.errors import JaxcnnError, one_line
   try:
     return _main(argv)
   except JaxcnnError as e:
@@ -344,14 +360,10 @@ def _main(argv) -> int:
   if len(argv) != 3:
     print('usage: python -m jaxcnn.plots WORKDIR OUT_DIR', file=sys.stderr)
     return 2
-  from jaxcnn import checkpoint, experiment, parallel
-  from jaxcnn.compress.__main__ import trained_config
   workdir, out_dir = argv[1], argv[2]
-  c = trained_config(workdir)
-  state, step, _ = checkpoint.load_latest(
-      os.path.join(workdir, 'checkpoints'),
-      experiment.state_template(c, parallel.make_mesh()))
-  if step is None:  # never plot a confusion matrix of untrained weights
+  c = reopen.config_of(workdir)
+  if not checkpoint.complete_steps(os.path.join(workdir, 'checkpoints')):
+    # never plot a confusion matrix of untrained weights
     if not os.path.exists(os.path.join(workdir, METRICS_FILE)):
       print(f'error: {workdir} has neither a checkpoint nor {METRICS_FILE}',
             file=sys.stderr)
@@ -360,10 +372,14 @@ def _main(argv) -> int:
     path = training_curves(workdir, os.path.join(out_dir, 'curves.png'))
     print(f'{workdir}: no checkpoint, so training curves only: {path}')
     return 0
+  run = reopen.reopen(workdir, c)
   splits = experiment.load_splits(c)
-  print(f'{workdir}: step {step}')
-  end_of_training(c, experiment.build_model(c), state, splits, workdir,
-                  out_dir)
+  print(f'{workdir}: step {run.step}')
+  # The restored state with the plugins' eval view of its weights.
+  view = run.state.replace(params=run.params, ema_params={})
+  chosen = c.copy_and_resolve_references()
+  chosen.weights = 'params'  # run.params are already the chosen weights
+  end_of_training(chosen, run.model, view, splits, workdir, out_dir)
   return 0
 
 

@@ -20,11 +20,14 @@ import struct
 import sys
 import warnings
 
+import jax
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
-from jaxcnn import workdir as run_dir
-from jaxcnn.errors import CheckpointError, JaxcnnError, one_line
+from jaxcnn import reopen, steps
+from jaxcnn.compress import artifact_model, storage
+from jaxcnn.data import augment, streaming
+from jaxcnn.errors import JaxcnnError, one_line
 from jaxcnn.export import runtime as exported_runtime
 from jaxcnn.export import sidecar_path as export_sidecar
 
@@ -34,14 +37,6 @@ MAX_PIXELS = 89_478_485
 
 class ImageError(JaxcnnError):
   """An input image could not be used."""
-
-
-def load_config(workdir: str):
-  config = run_dir.read_config(workdir)  # WorkdirError if damaged
-  if config is None:
-    raise CheckpointError(f'{os.path.join(workdir, "config.json")} not found: '
-                          f'is {workdir} a jaxcnn training workdir?')
-  return config
 
 
 # PIL's decoders raise any of these on damaged or hostile files.
@@ -192,37 +187,68 @@ def read_image(path: str, hw: tuple[int, int], channels: int,
                        f'({_one_line(e)})') from None
 
 
-class Predictor:
-  """Loads a workdir's latest checkpoint once; predicts batches of images."""
+def load_config(workdir: str):
+  """The run's config (reopen.config_of: ConfigError without config.json)."""
+  return reopen.config_of(workdir)
 
-  def __init__(self, workdir: str, weights: str = 'auto'):
-    import jax
-    from jaxcnn import checkpoint, experiment, parallel, steps
-    from jaxcnn.data import augment, datasets
-    self.config = config = load_config(workdir)
-    self.info = datasets.get_info(config.dataset.name)
-    model = experiment.build_model(config)
-    template = experiment.state_template(config, parallel.make_mesh())
-    directory = os.path.join(workdir, 'checkpoints')
-    state, step, _ = checkpoint.load_latest(directory, template)
-    if step is None:
-      raise CheckpointError(f'no checkpoint in {directory}')
-    use_ema = weights == 'ema' or (weights == 'auto' and bool(state.ema_params))
-    if use_ema and not state.ema_params:
-      raise CheckpointError('--weights=ema but this run kept no EMA')
-    self.params = state.ema_params if use_ema else state.params
-    self.batch_stats = state.batch_stats
-    self.step = step
+
+class Predictor:
+  """A workdir's newest intact checkpoint, rebuilt as training saved it
+  (jaxcnn/reopen.py: model and plugins, e.g. a compression run's method or
+  a joint distillation pair), loaded once; predicts batches of images.
+  A Deep Compression workdir predicts with its final artifact."""
+
+  def __init__(self, workdir: str, weights: str | None = None):
+    config = reopen.config_of(workdir)
+    if reopen.is_driver_output(config):
+      self._artifact = ArtifactPredictor(
+          os.path.join(workdir, reopen.ARTIFACT), config)
+      self.config, self.info = config, self._artifact.info
+      self.step, self.weights = None, 'artifact'
+      return
+    self._artifact = None
+    run = reopen.reopen(workdir, config, weights)
+    self.config, self.step, self.weights = run.config, run.step, run.weights
+    self.info = streaming.dataset_info(config)
+    self.params, self.batch_stats = run.params, run.batch_stats
     self._fn = jax.jit(functools.partial(
-        steps.predict_step, model=model,
+        steps.predict_step, model=run.model,
         input_spec=augment.spec_from_config(config.input)))
 
   def predict(self, images: np.ndarray) -> np.ndarray:
+    if self._artifact is not None:
+      return self._artifact.predict(images)
     return np.asarray(self._fn(self.params, self.batch_stats, images))
 
   def read(self, path: str) -> np.ndarray:
     h, w, c = self.info.image_shape
     return read_image(path, (h, w), c)
+
+
+class ArtifactPredictor:
+  """--model FILE.jxcz: a compression artifact alone (its metadata names
+  the model and, in files from this version on, the eval preprocessing)."""
+
+  def __init__(self, path: str, config=None):
+    self.model = artifact_model.load(path, config)
+    self.info = self.model.info
+
+  def predict(self, images: np.ndarray) -> np.ndarray:
+    return self.model.predict(images)
+
+  def read(self, path: str) -> np.ndarray:
+    h, w, c = self.info.image_shape
+    return read_image(path, (h, w), c)
+
+
+def is_artifact(path: str) -> bool:
+  """A .jxcz file, by its magic bytes (any name)."""
+  try:
+    with open(path, 'rb') as f:
+      head = f.read(4)
+  except OSError:
+    return path.endswith('.jxcz')
+  return head in storage.MAGICS
 
 
 class ExportedPredictor:
@@ -244,6 +270,14 @@ class ExportedPredictor:
     return read_image(path, (h, w), c)
 
 
+def open_predictor(args):
+  if args.workdir:
+    return Predictor(args.workdir, args.weights)
+  if is_artifact(args.model):
+    return ArtifactPredictor(args.model)
+  return ExportedPredictor(args.model)
+
+
 def _parse(argv):
   import argparse
   parser = argparse.ArgumentParser(prog='python -m jaxcnn.predict',
@@ -251,16 +285,17 @@ def _parse(argv):
   source = parser.add_mutually_exclusive_group(required=True)
   source.add_argument('--workdir', help='a training workdir')
   source.add_argument('--model', help='a file written by python -m '
-                      'jaxcnn.export (.tflite or StableHLO)')
+                      'jaxcnn.export (.tflite or StableHLO), or a compression '
+                      'artifact (.jxcz)')
   parser.add_argument('--top', type=int, default=3)
   parser.add_argument('--weights', choices=('auto', 'params', 'ema'),
-                      default='auto', help='auto: EMA weights if kept '
-                      '(--workdir only)')
+                      default=None, help='--workdir only; default: the '
+                      "run's config.weights (auto: EMA weights if kept)")
   parser.add_argument('images', nargs='+')
   args = parser.parse_args(argv)
   if args.top < 1:
     parser.error(f'--top must be >= 1, got {args.top}')
-  if args.model and args.weights != 'auto':
+  if args.model and args.weights is not None:
     parser.error('--weights applies to --workdir; an exported --model '
                  'holds the weights it was exported with')
   return args
@@ -269,8 +304,7 @@ def _parse(argv):
 def main(argv=None) -> int:
   args = _parse(argv)
   try:
-    predictor = (ExportedPredictor(args.model) if args.model else
-                 Predictor(args.workdir, args.weights))
+    predictor = open_predictor(args)
   except JaxcnnError as e:
     print(f'error: {one_line(e)}', file=sys.stderr)
     return e.exit_code

@@ -32,8 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn import losses
-from jaxcnn.data import augment
+from jaxcnn import experiment, losses, parallel, steps
+from jaxcnn import plugins as plugins_lib
+from jaxcnn.models import flops
 
 NUM_BUCKETS = 30
 NUM_IMAGES = 16
@@ -76,7 +77,6 @@ def _leaves(tree) -> dict[str, jax.Array]:
 
 def first_conv(model, image_shape) -> str | None:
   """Path of the first conv layer in call order (its kernels are drawable)."""
-  from jaxcnn.models import flops
   for s in flops.layer_stats(model, image_shape):
     if 'Conv' in s.kind and s.params:
       return s.path
@@ -94,33 +94,19 @@ def kernel_at(params, path: str):
   return node.get('kernel') if hasattr(node, 'get') else None
 
 
-def summary_step(state, batch: dict, *, model, method, input_spec,
-                 l2_rate: float, l2_mask: Any, conv_path: str | None,
+def summary_step(state, batch: dict, *extras, model, options, l2_mask: Any,
+                 conv_path: str | None, plugins: tuple = (),
                  num_images: int = NUM_IMAGES) -> dict:
-  """Recomputes the step's forward/backward with intermediates; no update."""
-  from jaxcnn.steps import _variables
-  rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-  aug_rng, dropout_rng = jax.random.split(rng)  # as steps.train_step
-  images = augment.preprocess_train(batch['image'], aug_rng, input_spec)
-  labels = batch['label']
-  mstate = state.opt_state.method if method is not None else None
-  mutable = ['intermediates'] + (['batch_stats'] if state.batch_stats else [])
-
-  def loss_fn(params):
-    fwd = method.pre_forward(params, mstate) if method is not None else params
-    logits, new_vars = model.apply(
-        _variables(fwd, state.batch_stats), images, train=True,
-        rngs={'dropout': dropout_rng}, mutable=mutable,
-        capture_intermediates=True)
-    loss = losses.cross_entropy(logits, labels)
-    if l2_rate:
-      loss = loss + l2_rate * losses.l2_loss(params, l2_mask)
-    if method is not None:
-      loss = loss + method.loss(params, mstate)
-    return loss, (new_vars['intermediates'], fwd)
-
-  (loss, (inter, fwd)), grads = jax.value_and_grad(
-      loss_fn, has_aux=True)(state.params)
+  """Recomputes the step's forward/backward (steps.loss_fn, the train
+  step's own objective) with intermediates; no update."""
+  objective, images, _ = steps.step_objective(
+      state, batch, extras, model=model, options=options, l2_mask=l2_mask,
+      plugins=plugins, capture_intermediates=True)
+  (loss, aux), grads = jax.value_and_grad(objective,
+                                          has_aux=True)(state.params)
+  inter, fwd = aux['intermediates'], aux['forward_params']
+  changes_forward = any(type(p).forward_params is not
+                        plugins_lib.Plugin.forward_params for p in plugins)
   scalars = {'summary/loss': loss,
              'summary/grad_norm': jnp.sqrt(sum(
                  jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))}
@@ -136,7 +122,7 @@ def summary_step(state, batch: dict, *, model, method, input_spec,
     for name, v in named.items():
       hists[f'{kind}/{name}'] = histogram(v)
       scalars[f'sparsity/{kind}/{name}'] = jnp.mean(v == 0)
-  if method is not None:
+  if changes_forward:
     for p, v in jax.tree_util.tree_flatten_with_path(fwd)[0]:
       name = losses.path_str(p)
       if not name.endswith('kernel'):
@@ -155,19 +141,20 @@ def summary_step(state, batch: dict, *, model, method, input_spec,
   return out
 
 
-def make_summary_fn(config, model, method, params_shape, mesh,
-                    state_sharding=None):
-  """jit of `summary_step` for this run; the state is read, never donated."""
-  from jaxcnn import experiment, parallel
+def make_summary_fn(config, model, params_shape, mesh, state_sharding=None,
+                    plugins: tuple = ()):
+  """jit of `summary_step` for this run; the state is read, never donated.
+  Plugins' extra arguments (a frozen teacher) are passed, not baked in."""
   fn = functools.partial(
-      summary_step, model=model, method=method,
-      input_spec=augment.spec_from_config(config.input),
-      l2_rate=config.l2.rate if config.l2.mode == 'loss' else 0.0,
+      summary_step, model=model, options=steps.options_from_config(config),
       l2_mask=losses.param_mask(params_shape, config.l2.include),
-      conv_path=first_conv(model, experiment.input_shape(config)))
+      conv_path=first_conv(model, experiment.input_shape(config)),
+      plugins=tuple(plugins))
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
-  return jax.jit(fn, in_shardings=(state_sharding or repl, data),
-                 out_shardings=repl)
+  extras = plugins_lib.extra_args(plugins)
+  jitted = jax.jit(fn, in_shardings=(state_sharding or repl, data) +
+                   (repl,) * len(extras), out_shardings=repl)
+  return lambda state, batch: jitted(state, batch, *extras)
 
 
 # ---------------------------------------------------------------- host side

@@ -18,15 +18,21 @@ from typing import Any
 import jax
 
 from jaxcnn import checkpoint, evaluate, experiment, parallel, steps
+from jaxcnn import plugins as plugins_lib
+from jaxcnn import summaries
 from jaxcnn import workdir as run_dir
-from jaxcnn.data import augment, device_data, pipeline
-from jaxcnn.errors import CheckpointError, JaxcnnError, NonFiniteError
+from jaxcnn.data import augment, device_data, pipeline, streaming
+from jaxcnn.errors import (CheckpointError, ConfigError, JaxcnnError,
+                           NonFiniteError)
 from jaxcnn.losses import param_mask
 from jaxcnn.metrics import METRICS_FILE, Reporter, is_time
+from jaxcnn.models import flops
 from jaxcnn.ops import cpu_options
 
 # Exit code when SIGTERM/SIGINT stopped training after a final checkpoint.
 EXIT_INTERRUPTED = 3
+# Checkpoint metadata key of a streamed dataset's iterator state.
+DATA_STATE_KEY = 'data_iterator'
 
 
 class Interrupted(JaxcnnError):
@@ -59,31 +65,24 @@ class _SignalFlag:
 
 
 def make_train_fn(model, tx, schedule, config, params_shape, mesh,
-                  state_sharding=None, teacher=None, train_data=None):
+                  state_sharding=None, plugins=(), train_data=None):
   """Jitted `(state, global_batch) -> (state, metrics)`, state donated.
 
   'jit': steps.train_step as is; the batch is split over 'data' and XLA adds
   the gradient all-reduce. 'pmap': the same step per device with an explicit
   pmean of the gradients. `state_sharding` (a TrainState of shardings, e.g.
-  from init_state) defaults to fully replicated. `teacher` (distill.Teacher)
-  adds a frozen teacher, passed to every call. `train_data`
-  (device_data.put) makes the batch `{'rows'}`, gathered inside the step.
+  from init_state) defaults to fully replicated. `plugins` reach the step
+  explicitly; their extra_args (a frozen teacher's variables) are passed to
+  every call. `train_data` (device_data.put) makes the batch `{'rows'}`,
+  gathered inside the step.
   """
-  from jaxcnn.compress import distill
-  options = steps.StepOptions(
-      input_spec=augment.spec_from_config(config.input),
-      l2_loss_rate=config.l2.rate if config.l2.mode == 'loss' else 0.0,
-      ema_decay=config.ema_decay,
-      skip_nonfinite_updates=config.skip_nonfinite_updates,
-      distill=distill.step_options(config),
-      precision=config.precision)
   towers = config.parallel == 'pmap'
+  plugins = tuple(plugins)
   fn = functools.partial(
       steps.train_step, model=model,
       tx=parallel.pmean_gradients(tx, 'data') if towers else tx,
-      schedule=schedule, options=options,
-      l2_mask=param_mask(params_shape, config.l2.include),
-      teacher_model=teacher.model if teacher is not None else None)
+      schedule=schedule, options=steps.options_from_config(config),
+      l2_mask=param_mask(params_shape, config.l2.include), plugins=plugins)
   if towers:
     fn = parallel.tower_step(fn, mesh, config.skip_nonfinite_updates)
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
@@ -91,20 +90,24 @@ def make_train_fn(model, tx, schedule, config, params_shape, mesh,
   # CPU only: convolutions on XLA's Eigen kernels (jaxcnn/ops/cpu_options.py).
   opts = cpu_options.train_compiler_options(mesh.devices.flat[0].platform,
                                             config.xla_cpu_conv)
-  # Teacher variables and the resident train set are arguments, not
+  # Plugins' extra arguments and the resident train set are arguments, not
   # constants baked into the executable.
-  extra = []
+  extras = plugins_lib.extra_args(plugins)
+  if any(e is not None for e in extras):
+    extras = tuple(jax.device_put(e, repl) for e in extras)
+  else:
+    extras = ()
+  lead = ()
   if train_data is not None:
     fn = device_data.gathering(fn)
-    extra.append(train_data)
-  if teacher is not None:
-    extra.append(jax.device_put(teacher.variables, repl))
-  step = jax.jit(fn, in_shardings=(state_sharding, data) + (repl,) * len(extra),
+    lead = (train_data,)
+  step = jax.jit(fn, in_shardings=(state_sharding, data) +
+                 (repl,) * (len(lead) + len(extras)),
                  out_shardings=(state_sharding, repl), donate_argnums=0,
                  compiler_options=opts)
-  if not extra:
+  if not lead and not extras:
     return step
-  return lambda state, batch: step(state, batch, *extra)
+  return lambda state, batch: step(state, batch, *lead, *extras)
 
 
 @dataclasses.dataclass
@@ -122,26 +125,28 @@ class _Run:
   train_fn: Any
   eval_fn: Any
   summary_fn: Any
-  compress_run: Any
+  plugins: tuple = ()
   train_data: Any = None
+  stream: Any = None  # a streamed dataset's train iterator (data/streaming)
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
+def train_and_evaluate(config, workdir: str, plugins=()) -> dict:
   """Trains per `config`, resuming from `workdir` if it holds checkpoints.
 
-  Returns the final evaluation: {'params': {...}, 'ema': {...}}. The
-  workdir is locked for this trainer from before the first read of its
-  checkpoints until the last artifact is written.
+  `plugins` (jaxcnn.plugins.Plugin) are what changes the training: the
+  entry points build them from the config (jaxcnn.runs.plugins_for), so a
+  compression or distillation config without them is refused here rather
+  than silently trained as a plain run. Returns the final evaluation:
+  {'params': {...}, 'ema': {...}}. The workdir is locked for this trainer
+  from before the first read of its checkpoints until the last artifact is
+  written.
   """
   parallel.check_config(config)
   # Before validate: jax.distributed must start before any backend use.
   parallel.maybe_initialize_distributed(config.distributed)
   experiment.validate(config)
-  if config.compress.method == 'deep_compression':  # a chain of runs
-    from jaxcnn.compress import pipeline as deep_compression
-    return deep_compression.run(config, workdir)
-  from jaxcnn.compress import distill
-  teacher = distill.load_teacher(config)  # checked before data and compile
+  plugins = tuple(plugins)
+  _check_plugins(config, plugins)
   mesh = parallel.make_mesh(config.mesh.model)
   parallel.check_global_batch(config.batch_size, mesh)
   parallel.check_global_batch(config.eval_batch_size, mesh, 'eval_batch_size')
@@ -150,7 +155,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   if jax.process_index() == 0:
     lock.acquire()
   try:
-    run = _setup(config, workdir, mesh, teacher)
+    run = _setup(config, workdir, mesh, plugins)
     try:
       state, results = _loop(run)
     finally:
@@ -161,49 +166,72 @@ def train_and_evaluate(config, workdir: str) -> dict:
   return results
 
 
-def _setup(config, workdir: str, mesh, teacher) -> _Run:
-  from jaxcnn.compress import distill
+def _check_plugins(config, plugins: tuple) -> None:
+  """A config that asks for a plugin must come with one (named alike)."""
+  names = {p.name for p in plugins}
+  wanted = experiment.plugin_names(config)
+  missing = [n for n in wanted if n not in names]
+  if missing:
+    raise ConfigError(
+        f'invalid config: it needs the {", ".join(missing)} plugin(s), but '
+        'train_and_evaluate got none; train through python -m jaxcnn.main '
+        'or jaxcnn.runs.train(config, workdir), which build them')
+
+
+def _setup(config, workdir: str, mesh, plugins: tuple) -> _Run:
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                  config.keep_checkpoints, writer=True)
   if ckpt.latest_step() is not None:  # before any data: a refusal is quick
     run_dir.check_resume(workdir, config, ckpt.latest_step())
-  splits = experiment.load_splits(config)
-  logging.info('data: %s (%d train, %d test)', splits.source,
-               len(splits.x_train), len(splits.x_test))
-  print(f'data: {splits.source}', flush=True)
-  model = distill.wrap_model(config, experiment.build_model(config))
-  p = experiment.plan(config, len(splits.x_train))
-  tx, schedule = experiment.make_optimizer(config, model, p)
-  template = experiment.init_state(config, model, tx, mesh)
-  # Compression runs (config.compress / config.init_from) bring their own
-  # optimizer wrapper and initial state; None leaves training untouched.
-  from jaxcnn.compress import session as compress_session
-  crun = compress_session.start(config, model, schedule, template, mesh)
-  if crun is not None:
-    tx, template = crun.tx, crun.state
-    model = crun.model  # xnor wraps the model to binarise layer inputs
-  state, start = checkpoint.restore_or_init(ckpt, template)
+  splits, num_train = _data(config)
+  p = experiment.plan(config, num_train)
+  build = experiment.build(config, mesh, plugins, p)
+  model, tx, schedule = build.model, build.tx, build.schedule
+  state, start = checkpoint.restore_or_init(ckpt, build.state)
   if jax.process_index() == 0:
     run_dir.write_config(config, workdir)
-  state_sharding = jax.tree.map(lambda x: x.sharding, template)
+  state_sharding = jax.tree.map(lambda x: x.sharding, build.state)
   train_data = None
   if config.input.device_data:
     train_data = device_data.put(splits.x_train, splits.y_train,
                                  parallel.replicated(mesh))
   train_fn = make_train_fn(model, tx, schedule, config, state.params, mesh,
-                           state_sharding, teacher, train_data)
+                           state_sharding, plugins, train_data)
   eval_fn = evaluate.make_eval_fn(model, augment.spec_from_config(config.input),
-                                  mesh, state_sharding)
-  if crun is not None:  # e.g. SVD factors -> dense kernels for the model
-    eval_fn = crun.wrap_eval(eval_fn)
+                                  mesh, state_sharding, plugins)
   summary_fn = None  # images/histograms/sparsity: a separate jit, its own steps
   if config.summary_every_steps > 0 and config.write_summaries:
-    from jaxcnn import summaries
-    summary_fn = summaries.make_summary_fn(
-        config, model, getattr(tx, 'method', None), state.params, mesh,
-        state_sharding)
+    summary_fn = summaries.make_summary_fn(config, model, state.params, mesh,
+                                           state_sharding, plugins)
   return _Run(config, workdir, mesh, splits, model, p, ckpt, state, start,
-              train_fn, eval_fn, summary_fn, crun, train_data)
+              train_fn, eval_fn, summary_fn, plugins, train_data)
+
+
+def _data(config):
+  """(in-memory splits, or None for a streamed dataset; train size)."""
+  if streaming.is_streaming(config):  # read by grain, step by step
+    n = len(streaming.open_sources(config)[0])
+    print(f'data: {config.dataset.name} streamed ({n} train images)',
+          flush=True)
+    return None, n
+  splits = experiment.load_splits(config)
+  logging.info('data: %s (%d train, %d test)', splits.source,
+               len(splits.x_train), len(splits.x_test))
+  print(f'data: {splits.source}', flush=True)
+  return splits, len(splits.x_train)
+
+
+def _stream(run: _Run):
+  """A streamed dataset's train iterator at the run's position; on resume
+  the iterator state saved with the checkpoint must be of the same data."""
+  it = streaming.open_train(run.config, run.start, jax.process_index(),
+                            jax.process_count())
+  if run.start:
+    saved = run.ckpt.custom_metadata(run.start).get(DATA_STATE_KEY)
+    if saved:
+      it.set_state(dict(saved, next_step=run.start))
+  run.stream = it
+  return it
 
 
 def _batches(run: _Run):
@@ -211,7 +239,9 @@ def _batches(run: _Run):
   config, splits = run.config, run.splits
   data_sharding = parallel.data_sharding(run.mesh)
   where = (run.start, jax.process_index(), jax.process_count())
-  if run.train_data is not None:  # only row indices travel per step
+  if splits is None:
+    batches, summary_batch = _stream(run), lambda b: b
+  elif run.train_data is not None:  # only row indices travel per step
     batches = pipeline.train_row_batches(len(splits.x_train), config.batch_size,
                                          config.seed, *where)
     # Summaries show the batch's images: gathered only on summary steps.
@@ -232,7 +262,6 @@ def _reporter(run: _Run) -> Reporter:
                       config.batch_size, config.log_every_steps,
                       config.write_summaries)
   if run.start == 0 and jax.process_index() == 0:
-    from jaxcnn.models import flops
     table = flops.summary(run.model, experiment.input_shape(config))
     print(f'model {config.model.name}:\n{table}', flush=True)
     reporter.text(0, 'config', config.to_json_best_effort(indent=2))
@@ -277,8 +306,12 @@ class _Guard:
   def save(self, step: int, state, must: bool) -> None:
     if self.history:
       self.check(step)
+    extra = None
+    if self.run.stream is not None:  # batches are a function of the step
+      extra = {DATA_STATE_KEY: dict(self.run.stream.get_state(),
+                                    next_step=step)}
     try:
-      self.run.ckpt.save(step, state)
+      self.run.ckpt.save(step, state, extra)
       self.last_saved = step
     except NonFiniteError as e:
       self._fail(str(e), step)
@@ -292,8 +325,14 @@ class _Guard:
 
 
 def _evaluate(run: _Run, state) -> dict:
+  config = run.config
+  if run.splits is None:
+    stream = streaming.open_eval(config, config.eval_batch_size,
+                                 jax.process_index(), jax.process_count())
+    return evaluate.evaluate_state(run.eval_fn, state, None, None,
+                                   config.eval_batch_size, run.mesh, stream)
   return evaluate.evaluate_state(run.eval_fn, state, run.splits.x_test,
-                                 run.splits.y_test, run.config.eval_batch_size,
+                                 run.splits.y_test, config.eval_batch_size,
                                  run.mesh)
 
 
@@ -331,6 +370,8 @@ def _loop(run: _Run):
       reporter.eval(int(state.step), results)
   finally:
     batches.close()  # stops and joins the prefetch thread
+    if run.stream is not None:
+      run.stream.close()  # and grain's worker processes
     reporter.close()
   return state, results
 
@@ -346,16 +387,15 @@ def _stop(ckpt: checkpoint.Checkpointer, signum: int, step: int):
 
 
 def _finish(run: _Run, state, results) -> None:
+  """final_metrics.json, then each plugin's finish (artifact, report,
+  plots), on process 0."""
   if jax.process_index() != 0:
     return
-  config, workdir = run.config, run.workdir
-  with open(os.path.join(workdir, 'final_metrics.json'), 'w') as f:
+  with open(os.path.join(run.workdir, 'final_metrics.json'), 'w') as f:
     json.dump({'step': int(jax.device_get(state.step)), **results}, f,
               indent=2)
-  if run.compress_run is not None:  # artifact + compression_report.json
-    from jaxcnn.compress import session as compress_session
-    compress_session.finish(run.compress_run, state, run.splits, workdir,
-                            results)
-  elif config.end_plots and jax.process_count() == 1:
-    from jaxcnn import plots  # curves, confusion matrix, filters (PNG)
-    plots.end_of_training(config, run.model, state, run.splits, workdir)
+  done = plugins_lib.FinishInputs(run.config, run.workdir, run.model,
+                                  jax.device_get(state), run.splits, results,
+                                  run.plugins)
+  for p in run.plugins:
+    p.finish(done)

@@ -22,7 +22,8 @@ from typing import Any
 
 import ml_collections
 
-from jaxcnn.errors import WorkdirError
+from jaxcnn import checkpoint, config_base
+from jaxcnn.errors import CheckpointError, ConfigError, WorkdirError
 
 CONFIG_FILE = 'config.json'
 LOCK_FILE = 'train.lock'
@@ -33,7 +34,7 @@ _NEUTRAL = ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps',
             'summary_every_steps', 'keep_checkpoints', 'write_summaries',
             'end_plots', 'data_dir', 'cache_dir', 'tfds_data_dir',
             'dataset.allow_download', 'eval_batch_size', 'xla_cpu_conv',
-            'distributed', 'resume_override', 'init_from')
+            'distributed', 'resume_override', 'init_from', 'weights')
 
 
 def prepare(workdir: str) -> str:
@@ -159,9 +160,77 @@ def read_config_dict(workdir: str) -> dict | None:
   return saved
 
 
+def _merge(node, saved: dict) -> None:
+  """Saved values over the declared defaults; keys the schema no longer has
+  are dropped, new fields keep their defaults (older workdirs stay usable)."""
+  for k, v in saved.items():
+    if isinstance(v, dict) and k in node and hasattr(node[k], 'keys'):
+      _merge(node[k], v)
+    elif k in node:
+      node[k] = tuple(v) if isinstance(v, list) else v
+
+
+def _model_section(saved) -> ml_collections.ConfigDict:
+  """config.model as saved: 'name' plus the model's field overrides (keys
+  base_config lacks, e.g. an MLP's `hidden`)."""
+  if not isinstance(saved, dict) or not isinstance(saved.get('name'), str):
+    raise ValueError(f'model must be a dict with a name, got {saved!r}')
+  return ml_collections.ConfigDict(
+      {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+
+
 def read_config(workdir: str) -> ml_collections.ConfigDict | None:
+  """The run's config: config_base.base_config() updated with config.json,
+  so every field exists and has its declared type. None if the workdir has
+  no config.json; WorkdirError if it is damaged or does not fit."""
   saved = read_config_dict(workdir)
-  return None if saved is None else ml_collections.ConfigDict(saved)
+  if saved is None:
+    return None
+  saved = dict(saved)
+  try:
+    c = config_base.base_config()
+    model = saved.pop('model', {'name': c.model.name})
+    _merge(c, saved)
+    c.model = _model_section(model)
+  except (ValueError, TypeError, KeyError) as e:  # a field's type
+    raise WorkdirError(f'{os.path.join(workdir, CONFIG_FILE)} does not hold '
+                       f'a usable jaxcnn config: {e}') from None
+  return c
+
+
+def require_config(workdir: str, flag: str = '--workdir'
+                   ) -> ml_collections.ConfigDict:
+  """read_config, with a ConfigError when there is no config.json."""
+  c = read_config(workdir)
+  if c is None:
+    raise ConfigError(f'{flag} {workdir} has no {CONFIG_FILE}: not a '
+                      'jaxcnn training workdir')
+  return c
+
+
+def choose_weights(setting: str, has_ema: bool, where: str = '') -> str:
+  """'ema' or 'params' for a weights setting ('auto': EMA when kept).
+  Never decided by test-set accuracy."""
+  if setting not in ('auto', 'params', 'ema'):
+    raise ConfigError(f'weights must be auto, params or ema, got {setting!r}')
+  if setting == 'ema' and not has_ema:
+    raise CheckpointError(f'weights=ema but {where or "this run"} kept no '
+                          'EMA weights')
+  return 'ema' if setting == 'ema' or (setting == 'auto' and has_ema) else \
+      'params'
+
+
+def load_weights(workdir: str, weights: str = 'auto') -> dict:
+  """{'params', 'batch_stats', 'step', 'weights'} of a workdir's newest
+  intact checkpoint, read without a template (any optimizer), verified."""
+  ckdir = os.path.abspath(os.path.join(workdir, 'checkpoints'))
+  raw, step, _ = checkpoint.load_latest(ckdir, None)
+  if step is None:
+    raise CheckpointError(f'no checkpoint in {ckdir}')
+  use = choose_weights(weights, bool(raw.get('ema_params')), workdir)
+  return {'params': raw['ema_params'] if use == 'ema' else raw['params'],
+          'batch_stats': raw.get('batch_stats') or {}, 'step': step,
+          'weights': use}
 
 
 def _flatten(d: dict, prefix: str = '') -> dict[str, Any]:
@@ -190,6 +259,11 @@ def config_changes(saved: dict, config) -> list[tuple[str, Any, Any]]:
 def _covered(field: str, patterns: list[str]) -> bool:
   return any(p == '*' or field == p or field.startswith(p + '.')
              for p in patterns)
+
+
+def is_neutral(field: str) -> bool:
+  """True for fields that change nothing about a run's trajectory."""
+  return _covered(field, list(_NEUTRAL))
 
 
 def check_resume(workdir: str, config, step: int) -> None:

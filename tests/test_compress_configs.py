@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from jaxcnn import experiment
+from jaxcnn import runs
 from jaxcnn.compress import base
 from jaxcnn.config_base import load_sibling
 
@@ -18,7 +18,7 @@ CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'compress', '*.py')))
 def test_compress_config_validates(path, arg):
   name = os.path.splitext(os.path.basename(path))[0]
   c = load_sibling(path, name, arg)
-  experiment.validate(c)
+  runs.validate(c)
   assert c.init_from.startswith(os.path.join(ROOT, 'runs'))
   assert base.get_method(c.compress).name == c.compress.method
 
@@ -47,5 +47,5 @@ def test_bad_compress_section_fails_validation(tiny_config, field, value,
   else:
     c.compress[node] = value
   with pytest.raises(jaxcnn.errors.ConfigError) as e:
-    experiment.validate(c)
+    runs.validate(c)
   assert message in str(e.value)

@@ -9,19 +9,21 @@ import jax
 import numpy as np
 
 from jaxcnn import checkpoint, experiment, parallel, train
+
+from jaxcnn import runs
 from jaxcnn.compress import session, storage
 
 
 def test_prune_run_writes_report_and_resumes_masks(tiny_config, tmp_path):
   dense_dir, comp_dir = str(tmp_path / 'dense'), str(tmp_path / 'prune')
   tiny_config.write_summaries = False
-  train.train_and_evaluate(tiny_config, dense_dir)
+  runs.train(tiny_config, dense_dir)
   c = tiny_config
   c.init_from = dense_dir
   c.compress.method = 'prune'
   c.compress.prune.update(dict(sparsity=0.75, schedule='gradual',
                                end_step=4, frequency=2, scope='global'))
-  train.train_and_evaluate(c, comp_dir)
+  runs.train(c, comp_dir)
   rep = json.load(open(os.path.join(comp_dir, 'compression_report.json')))
   assert rep['roundtrip_identical_logits']
   assert rep['max_abs_diff_vs_training_model'] == 0.0
@@ -53,7 +55,7 @@ def test_prune_run_writes_report_and_resumes_masks(tiny_config, tmp_path):
       jax.tree.map(lambda m: np.asarray(m == 0) if m.ndim else m, masks))
   # Resume from step 3: same final params as the straight run.
   shutil.rmtree(os.path.join(comp_dir, 'checkpoints', '6'))
-  train.train_and_evaluate(c, comp_dir)
+  runs.train(c, comp_dir)
   ckpt = checkpoint.Checkpointer(os.path.join(comp_dir, 'checkpoints'),
                                  async_save=False)
   resumed, _ = ckpt.restore_latest(run.state)
@@ -64,6 +66,6 @@ def test_prune_run_writes_report_and_resumes_masks(tiny_config, tmp_path):
   # opt_state) without the dense checkpoint it started from.
   from jaxcnn import evaluate
   shutil.rmtree(dense_dir)
-  results = evaluate.run(c, comp_dir, once=True)
+  results = runs.evaluate(comp_dir, c, once=True)
   final = json.load(open(os.path.join(comp_dir, 'final_metrics.json')))
   assert results['params']['precision@1'] == final['params']['precision@1']

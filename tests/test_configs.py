@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from jaxcnn import experiment, train
+
+from jaxcnn import runs
 from jaxcnn.config_base import load_sibling
 from jaxcnn.data import datasets
 
@@ -56,5 +58,5 @@ def test_smoke_variant_trains(name, tmp_path):
     c.data_dir = str(tmp_path)
     c.batch_size = min(c.batch_size, 16)
   c.eval_batch_size = 12
-  results = train.train_and_evaluate(c, str(tmp_path / 'run'))
+  results = runs.train(c, str(tmp_path / 'run'))
   assert np.isfinite(results['params']['loss'])

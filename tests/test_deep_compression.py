@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxcnn.compress import huffman, storage
+from jaxcnn import runs
 
 
 def test_huffman_round_trip_and_code_lengths():
@@ -95,7 +96,7 @@ def test_pipeline_end_to_end_resumes_and_loads(dense_run, tmp_path):
   c.compress.kmeans.update(dict(bits_fc=3))
   c.compress.deep_compression.update(dict(prune_steps=3, quantize_steps=3))
   out = str(tmp_path / 'dc')
-  res = train.train_and_evaluate(c, out)
+  res = runs.train(c, out)
   rep = json.load(open(os.path.join(out, 'compression_report.json')))
   assert rep['method'] == 'deep_compression'
   assert rep['roundtrip_identical_logits'] and rep['roundtrip_identical_weights']
@@ -121,7 +122,7 @@ def test_pipeline_end_to_end_resumes_and_loads(dense_run, tmp_path):
   paths = [os.path.join(out, f) for f in ('1_prune/model.jxcz',
                                           '2_kmeans/model.jxcz', 'model.jxcz')]
   mtimes = [os.path.getmtime(p) for p in paths]
-  assert train.train_and_evaluate(c, out) == res
+  assert runs.train(c, out) == res
   assert [os.path.getmtime(p) for p in paths] == mtimes
   # The comparison table reads the reports of finished runs.
   table = compare.table([os.path.join(out, '1_prune'), out])

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from jaxcnn import losses, models, steps, train
+
+from jaxcnn import runs
 from jaxcnn import workdir as run_dir
 from jaxcnn.compress import distill
 from jaxcnn.data import augment
@@ -55,12 +57,28 @@ def _tiny_state(params, tx):
                     rng=np.zeros(2, np.uint32))
 
 
-def _step_fn(model, tx, kd, teacher_model=None):
-  options = steps.StepOptions(
-      input_spec=augment.InputSpec(normalize='unit'), distill=kd)
+def _kd_plugin(temperature, hard_weight, loss='kd', joint=False,
+               teacher_model=None):
+  """The distillation plugin of a config with these settings; a frozen
+  teacher's model set directly (its variables are the step's argument)."""
+  from jaxcnn.config_base import base_config
+  c = base_config()
+  c.distill.temperature, c.distill.hard_weight = temperature, hard_weight
+  c.distill.loss = loss
+  c.distill.mode = 'joint' if joint else 'frozen'
+  c.distill.teacher_model = 'mlp'
+  plugin = distill.DistillPlugin(c, restore_only=True)
+  if teacher_model is not None:
+    plugin.teacher = distill.Teacher(teacher_model, None, None, '', 0,
+                                     'params')
+  return plugin
+
+
+def _step_fn(model, tx, plugin):
+  options = steps.StepOptions(input_spec=augment.InputSpec(normalize='unit'))
   return jax.jit(functools.partial(
       steps.train_step, model=model, tx=tx, schedule=lambda s: 0.1,
-      options=options, l2_mask=None, teacher_model=teacher_model))
+      options=options, l2_mask=None, plugins=(plugin,)))
 
 
 def _batch(n=16):
@@ -77,8 +95,9 @@ def test_frozen_teacher_not_updated_and_changes_the_student_update():
   teacher = {'params': np_params(teacher_model, 1), 'batch_stats': {}}
   before = jax.tree.map(np.array, teacher)
   state = _tiny_state(np_params(student, 0), tx)
-  kd = steps.DistillOptions(temperature=4.0, hard_weight=0.0)
-  step = _step_fn(student, tx, kd, teacher_model)
+  kd = _kd_plugin(temperature=4.0, hard_weight=0.0,
+                  teacher_model=teacher_model)
+  step = _step_fn(student, tx, kd)
   new, m = step(state, _batch(), teacher)
   chex.assert_trees_all_equal(jax.tree.map(np.asarray, teacher), before)
   assert jax.tree.structure(new.params) == jax.tree.structure(state.params)
@@ -112,7 +131,7 @@ def test_joint_mode_kd_term_gives_teacher_no_gradient():
   # And the joint train step updates both halves (the teacher by its CE).
   tx = optax.sgd(0.1)
   state = _tiny_state(params, tx)
-  kd = steps.DistillOptions(3.0, 0.5, 'kd', joint=True)
+  kd = _kd_plugin(3.0, 0.5, 'kd', joint=True)
   new, _ = _step_fn(pair, tx, kd)(state, _batch())
   for half in ('student', 'teacher'):
     assert not np.allclose(new.params[half]['fc1']['kernel'],
@@ -160,7 +179,7 @@ def test_frozen_distillation_run_leaves_teacher_alone(teacher_dir, tmp_path):
   c.write_summaries = False
   ck = os.path.join(teacher_dir, 'checkpoints')
   listing = sorted(os.listdir(ck))
-  res = train.train_and_evaluate(c, str(tmp_path / 'student'))
+  res = runs.train(c, str(tmp_path / 'student'))
   assert 0.0 <= res['params']['precision@1'] <= 1.0
   assert sorted(os.listdir(ck)) == listing
   t = distill.load_teacher(c)
@@ -179,11 +198,11 @@ def test_teacher_problems_rejected_before_compiling(teacher_dir, tmp_path):
   with pytest.raises(CheckpointError, match=r"does not fit model 'mlp_large' "
                      r"named by its config.json \(params fc1/bias: the model "
                      r"needs \(1200,\), the checkpoint has \(64,\)\)"):
-    train.train_and_evaluate(c, str(tmp_path / 'x'))
+    runs.train(c, str(tmp_path / 'x'))
   # No checkpoint at all.
   shutil.rmtree(os.path.join(bad, 'checkpoints'))
   with pytest.raises(CheckpointError, match='distill.teacher_workdir: '
-                     'init_from: no checkpoint in'):
+                     'no checkpoint in'):
     distill.load_teacher(c)
   # No config.json: the teacher model is unknown.
   os.remove(os.path.join(bad, 'config.json'))

@@ -20,6 +20,7 @@ import sys
 
 import jax
 import pytest
+from jaxcnn import runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROCESSES = 2
@@ -46,7 +47,7 @@ def tiny_config(device_data: bool = False):
 
 def worker_main(workdir: str, device_data: bool) -> None:
   from jaxcnn import train
-  results = train.train_and_evaluate(tiny_config(device_data), workdir)
+  results = runs.train(tiny_config(device_data), workdir)
   print('RESULT ' + json.dumps({
       'process_index': jax.process_index(),
       'process_count': jax.process_count(),
@@ -68,7 +69,7 @@ def reference_main(single: str, multi: str) -> None:
   import jax.numpy as jnp
   from jaxcnn import checkpoint, experiment, parallel, train
   config = tiny_config()
-  train.train_and_evaluate(config, single)
+  runs.train(config, single)
   template = experiment.state_template(config, parallel.make_mesh())
   states = {}
   for name, workdir in (('single', single), ('multi', multi)):

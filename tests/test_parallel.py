@@ -13,6 +13,7 @@ import os
 import pytest
 
 from tests import multidevice as md
+from jaxcnn import runs
 
 
 # --- the worker (runs with 8 fake CPU devices) -------------------------------
@@ -58,12 +59,13 @@ def _lenet_equivalence():
 
 
 def _compressed_towers():
-  """A compression method's hooks ride on its tx; the pmap towers must keep
-  them (masks applied, state carried) and match the jit path."""
+  """A compression plugin reaches the step explicitly and its state rides
+  in the optimizer state; the pmap towers must keep both (masks applied,
+  state carried) and match the jit path."""
   import jax
   import numpy as np
   from jaxcnn import experiment, parallel, train
-  from jaxcnn.compress import session
+  from jaxcnn.compress import plugins as compress_plugins
   from jaxcnn.data import pipeline
   many = parallel.make_mesh(1)
   out = {}
@@ -72,13 +74,10 @@ def _compressed_towers():
         'compress.method': 'prune', 'compress.prune.sparsity': 0.5,
         'compress.prune.schedule': 'one_shot', 'input.random_crop': False})
     batches = md.random_batches(c, 3, 32)
-    model = experiment.build_model(c)
-    tx, schedule = experiment.make_optimizer(c, model,
-                                             experiment.Plan(10, 100))
-    run = session.start(c, model, schedule,
-                        experiment.init_state(c, model, tx, many), many)
-    fn = train.make_train_fn(model, run.tx, schedule, c, run.state.params,
-                             many)
+    plugins = compress_plugins.from_config(c)
+    run = experiment.build(c, many, plugins, experiment.Plan(10, 100))
+    fn = train.make_train_fn(run.model, run.tx, run.schedule, c,
+                             run.state.params, many, plugins=plugins)
     state = run.state
     for b in batches:
       state, _ = fn(state, pipeline.put_global(b, parallel.data_sharding(many)))
@@ -121,7 +120,7 @@ def _batch_error():
   workdir = os.path.join(os.environ.get('TMPDIR', '/tmp'),
                          f'jaxcnn_batch_error_{os.getpid()}')
   try:
-    train.train_and_evaluate(md.make_config('quickstart', batch_size=12),
+    runs.train(md.make_config('quickstart', batch_size=12),
                              workdir)
   except ConfigError as e:
     return {'message': str(e), 'workdir_created': os.path.exists(workdir)}

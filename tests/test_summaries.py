@@ -9,8 +9,12 @@ import numpy as np
 import optax
 import pytest
 
-from jaxcnn import plots, summaries
+from jaxcnn import plots, steps, summaries
+
+from jaxcnn import runs
 from jaxcnn.compress import base
+from jaxcnn.compress import plugins as compress_plugins
+from jaxcnn.config_base import base_config
 from jaxcnn.data import augment
 from jaxcnn.state import TrainState
 
@@ -32,7 +36,7 @@ def test_train_run_writes_event_tags_metrics_and_plots(tiny_config, tmp_path):
   c.summary_every_steps = 2
   c.end_plots = True
   wd = str(tmp_path)
-  train.train_and_evaluate(c, wd)
+  runs.train(c, wd)
 
   acc = ea.EventAccumulator(wd, size_guidance={ea.TENSORS: 0})
   acc.Reload()
@@ -108,9 +112,12 @@ def test_summary_step_exact_values():
   # 2x1x1 images -> flattened 2 features; unit normalisation divides by 255.
   batch = {'image': np.array([[[[255], [0]]], [[[0], [255]]]], np.uint8),
            'label': np.array([0, 1], np.int32)}
+  plugin = compress_plugins.CompressPlugin(base_config())
+  plugin.method = method  # the test's method, registered nowhere
   fn = jax.jit(lambda s, b: summaries.summary_step(
-      s, b, model=_Tiny(), method=method, input_spec=augment.InputSpec(),
-      l2_rate=0.0, l2_mask=None, conv_path=None))
+      s, b, model=_Tiny(), plugins=(plugin,),
+      options=steps.StepOptions(input_spec=augment.InputSpec()),
+      l2_mask=None, conv_path=None))
   out = jax.device_get(fn(state, batch))
   sc = out['scalars']
   # hidden pre-activations: x=[1,0] -> [1,-1,0]; x=[0,1] -> [0.5,0,2] with

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from jaxcnn import checkpoint, evaluate, experiment, parallel, train
+
+from jaxcnn import runs
 from jaxcnn.errors import ConfigError
 
 
@@ -34,7 +36,7 @@ def trained(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('trained'))
   out = io.StringIO()
   with contextlib.redirect_stdout(out):
-    results = train.train_and_evaluate(config, workdir)
+    results = runs.train(config, workdir)
   return config, workdir, results, out.getvalue()
 
 
@@ -57,7 +59,7 @@ def test_resume_follows_the_uninterrupted_trajectory(trained, tmp_path):
   resumed = str(tmp_path / 'resumed')
   shutil.copytree(straight, resumed)
   shutil.rmtree(os.path.join(resumed, 'checkpoints', '6'))  # "killed" after 3
-  train.train_and_evaluate(config, resumed)
+  runs.train(config, resumed)
   a, step_a = _final_state(config, straight)
   b, step_b = _final_state(config, resumed)
   assert step_a == step_b == 6
@@ -75,7 +77,7 @@ def test_device_data_run_equals_host_pipeline_run(trained, tmp_path):
   config.summary_every_steps = 5  # the summary path gathers its own batch
   workdir = str(tmp_path / 'device')
   with contextlib.redirect_stdout(io.StringIO()):
-    got = train.train_and_evaluate(config, workdir)
+    got = runs.train(config, workdir)
   a, _ = _final_state(config, straight)
   b, step = _final_state(config, workdir)
   assert step == 6
@@ -86,7 +88,7 @@ def test_device_data_run_equals_host_pipeline_run(trained, tmp_path):
 
 def test_eval_once_prints_precision(trained, capsys):
   config, workdir, _, _ = trained
-  r = evaluate.run(config, workdir, once=True)
+  r = runs.evaluate(workdir, config, once=True)
   out = capsys.readouterr().out
   assert 'step 6: precision @ 1 = ' in out and '(ema weights)' in out
   assert r['params']['count'] == 360
@@ -96,7 +98,7 @@ def test_nonfinite_loss_stops_and_keeps_last_checkpoint(tiny_config, tmp_path):
   tiny_config.optim.learning_rate = 1e30
   tiny_config.optim.schedule = 'constant'
   with pytest.raises(train.NonFiniteError, match='NaN/Inf at step'):
-    train.train_and_evaluate(tiny_config, str(tmp_path))
+    runs.train(tiny_config, str(tmp_path))
   # Whatever was saved was saved before the blow-up, and still loads.
   state, step = _final_state(tiny_config, str(tmp_path))
   if step is not None:
@@ -107,7 +109,7 @@ def test_skip_nonfinite_updates_keeps_params_finite(tiny_config, tmp_path):
   tiny_config.optim.learning_rate = 1e30
   tiny_config.optim.schedule = 'constant'
   tiny_config.skip_nonfinite_updates = True
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  runs.train(tiny_config, str(tmp_path))
   state, step = _final_state(tiny_config, str(tmp_path))
   assert step == 6
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
@@ -129,7 +131,7 @@ def test_bad_config_is_rejected_before_work(tiny_config, tmp_path, field,
     node = node[p]
   node[leaf] = value
   with pytest.raises(ConfigError, match=match):
-    train.train_and_evaluate(tiny_config, str(tmp_path / 'w'))
+    runs.train(tiny_config, str(tmp_path / 'w'))
   assert not os.path.exists(tmp_path / 'w')  # nothing created, nothing lost
 
 
@@ -137,7 +139,7 @@ def test_l2_regex_matching_nothing_is_rejected(tiny_config, tmp_path):
   tiny_config.l2.mode, tiny_config.l2.rate = 'loss', 0.1
   tiny_config.l2.include = 'local3'
   with pytest.raises(ConfigError, match='matches no kernel.*C1/kernel'):
-    train.train_and_evaluate(tiny_config, str(tmp_path))
+    runs.train(tiny_config, str(tmp_path))
 
 
 # A global batch not divisible by the device count: tests/test_parallel.py

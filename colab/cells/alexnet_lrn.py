@@ -49,6 +49,7 @@ the full 100-epoch runs, `docs/results.md`: 87.36% with, 87.39% without, a
 tie on one seed.) Smoke mode trains a narrow AlexNet on digits for 3 steps.''',
     '''import shutil
 from jaxcnn import train
+from jaxcnn import runs
 from jaxcnn.config_base import base_config, set_cifar_standard_input
 
 
@@ -74,13 +75,13 @@ def alexnet_config(use_lrn):
     return c
 
 
-runs = {}
+trained = {}
 for use_lrn in (True, False):
     c = alexnet_config(use_lrn)
     wd = os.path.join(WORKDIR, 'alexnet_lrn' if use_lrn else 'alexnet_nolrn')
     shutil.rmtree(wd, ignore_errors=True)
-    runs[use_lrn] = (train.train_and_evaluate(c, wd)['params'], wd, c)
-for use_lrn, (r, _, _) in runs.items():
+    trained[use_lrn] = (runs.train(c, wd)['params'], wd, c)
+for use_lrn, (r, _, _) in trained.items():
     print(f"{'with' if use_lrn else 'without'} LRN: precision@1 "
           f"{r['precision@1']:.4f}, loss {r['loss']:.4f}")''',
     '''%md
@@ -90,7 +91,7 @@ conv1's rectified output for one test image, before and after `norm1`
     '''from jaxcnn import checkpoint, experiment, parallel
 from jaxcnn.data import augment, sources
 
-_, wd, c = runs[True]
+_, wd, c = trained[True]
 model = experiment.build_model(c)
 state, _, _ = checkpoint.load_latest(
     os.path.join(wd, 'checkpoints'),

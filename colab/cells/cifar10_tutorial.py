@@ -44,6 +44,7 @@ Sixteen training images as stored, and as the train step sees them
 import matplotlib.pyplot as plt
 import numpy as np
 from jaxcnn import summaries
+from jaxcnn import runs
 from jaxcnn.data import augment, sources
 
 splits = sources.load(c.dataset.name, data_dir=c.data_dir)
@@ -65,7 +66,7 @@ histograms and sparsity of every layer's activations (e.g. local3), the
 gradients and weights, the distorted batch and the conv1 filters
 (`jaxcnn/summaries.py`); the ordinary step stays as fast as before.''',
     '''from jaxcnn import train
-results = train.train_and_evaluate(c, workdir)''',
+results = runs.train(c, workdir)''',
     '''%md
 ## 3. Raw vs moving-average (EMA) weights
 The tutorial evaluates the exponential moving average of the weights; the

@@ -16,6 +16,7 @@ starts from this run's checkpoint through
 fine-tunes briefly and writes a real artifact file and a report.''',
     '''import json, shutil, subprocess
 from jaxcnn import train
+from jaxcnn import runs
 from jaxcnn.config_base import base_config, set_cifar_tutorial_input
 
 c = base_config()
@@ -39,7 +40,7 @@ else:
 c.eval_every_steps = c.checkpoint_every_steps = 0
 base_dir = os.path.join(WORKDIR, 'compress_base')
 shutil.rmtree(base_dir, ignore_errors=True)
-dense = train.train_and_evaluate(c, base_dir)['params']['precision@1']
+dense = runs.train(c, base_dir)['params']['precision@1']
 print(f'dense precision@1 {dense:.4f}')''',
     '''%md
 ## 2. Low-rank, pruning, quantization, binary networks
@@ -136,7 +137,7 @@ for name, spec in students.items():
         continue
     wd = os.path.join(WORKDIR, 'compress_' + spec['model'])
     shutil.rmtree(wd, ignore_errors=True)
-    acc = train.train_and_evaluate(s, wd)['params']['precision@1']
+    acc = runs.train(s, wd)['params']['precision@1']
     others[name] = (base_params / n, acc)
     print(f'{name}: {n:,} params (base/this = {base_params / n:.2f}x), precision@1 {acc:.4f}')''',
     '''%md

@@ -22,6 +22,7 @@ print(jax.device_count(), 'devices:', jax.devices())''',
 global batch is split along `data`, so each device holds batch/8 rows.''',
     '''import numpy as np
 from jaxcnn import parallel
+from jaxcnn import runs
 from jaxcnn.data import pipeline
 
 mesh = parallel.make_mesh()
@@ -63,7 +64,7 @@ def lenet_config(mode):
 for mode in (['jit'] if SMOKE else ['jit', 'pmap']):
     wd = os.path.join(WORKDIR, f'multi_device_{mode}')
     shutil.rmtree(wd, ignore_errors=True)
-    r = train.train_and_evaluate(lenet_config(mode), wd)
+    r = runs.train(lenet_config(mode), wd)
     last = [json.loads(l) for l in open(os.path.join(wd, 'metrics.jsonl'))
             if '"train"' in l][-1]
     print(f"{mode}: precision@1 {r['params']['precision@1']:.4f}, "

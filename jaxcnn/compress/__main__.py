@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
-import json
 import math
 import os
 import sys
@@ -37,11 +36,11 @@ import ml_collections
 from absl import flags
 from ml_collections.config_flags import config_path, tuple_parser
 
-from jaxcnn import experiment, train
-from jaxcnn.compress import distill, ranges, structured
-from jaxcnn.config_base import base_config
+from jaxcnn import experiment, runs
+from jaxcnn import workdir as run_dir
+from jaxcnn.compress import distill_report, ranges, structured
 from jaxcnn.data import datasets
-from jaxcnn.errors import ConfigError, JaxcnnError
+from jaxcnn.errors import ConfigError, JaxcnnError, WorkdirError
 
 EXIT_USAGE = 2  # bad flags, paths, keys or values: nothing was written
 
@@ -60,43 +59,13 @@ METHOD_DEFAULTS = {
 }
 
 
-def _merge(node, d):
-  for k, v in d.items():
-    if isinstance(v, dict) and k in node and hasattr(node[k], 'keys'):
-      _merge(node[k], v)
-    elif k in node:
-      node[k] = tuple(v) if isinstance(v, list) else v
-
-
-def _model_section(saved) -> ml_collections.ConfigDict:
-  """config.model as saved: 'name' plus the model's field overrides (keys
-  base_config lacks, which _merge would drop: an MLP's `hidden`)."""
-  if not isinstance(saved, dict) or not isinstance(saved.get('name'), str):
-    raise ValueError(f'model must be a dict with a name, got {saved!r}')
-  return ml_collections.ConfigDict(
-      {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
-
-
 def trained_config(workdir: str):
-  """base_config() updated with WORKDIR/config.json; ConfigError if that
-  file is missing or does not fit the config."""
-  path = os.path.join(workdir, 'config.json')
+  """The trained run's config (workdir.read_config, the one reader of
+  config.json); ConfigError if that file is missing or unusable."""
   try:
-    with open(path) as f:
-      saved = json.load(f)
-    if not isinstance(saved, dict):
-      raise ValueError('not a JSON object')
-    c = base_config()
-    model = saved.pop('model', {'name': c.model.name})
-    _merge(c, saved)
-    c.model = _model_section(model)
-  except OSError as e:
-    raise ConfigError(f'cannot read {path} ({e.strerror}): is {workdir} a '
-                      'jaxcnn training workdir?') from None
-  except (ValueError, TypeError, KeyError) as e:  # JSON or a field's type
-    raise ConfigError(f'{path} does not hold a usable jaxcnn config: '
-                      f'{e}') from None
-  return c
+    return run_dir.require_config(workdir)
+  except WorkdirError as e:
+    raise ConfigError(str(e)) from None
 
 
 def _graph(c):
@@ -259,7 +228,7 @@ def check_args(args) -> None:
   (symlinks resolved): it must not be the workdir, inside it (training
   would rewrite the input's files) or above it; --epochs, --lr_scale > 0."""
   wd, out = os.path.realpath(args.workdir), os.path.realpath(args.output)
-  if not os.path.isfile(os.path.join(wd, 'config.json')):
+  if not os.path.isfile(os.path.join(wd, run_dir.CONFIG_FILE)):
     raise ConfigError(f'--workdir {args.workdir} has no config.json: not a '
                       'jaxcnn training workdir')
   if os.path.exists(out) and not os.path.isdir(out):
@@ -304,9 +273,9 @@ def main(argv=None) -> int:
     check_args(args)
     config = build_config(args)
     ranges.check(config)  # before train touches --output
-    train.train_and_evaluate(config, args.output)
+    runs.train(config, args.output)
     if args.method == 'distill':
-      distill.write_report(config, args.output)
+      distill_report.write_report(config, args.output)
   except JaxcnnError as e:
     print(f'error: {e}', file=sys.stderr)
     return getattr(e, 'exit_code', EXIT_USAGE)

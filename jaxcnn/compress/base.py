@@ -1,14 +1,16 @@
 """The compression framework: a method is a handful of hooks on training.
 
-The train step calls, in this order (steps.train_step):
+A method reaches the train step through its plugin (compress/plugins.py,
+CompressPlugin; the protocol is jaxcnn/plugins.py), which calls, in order:
   params_fwd = method.pre_forward(params, mstate)     # e.g. U@V, sign(w)
   loss      += method.loss(params, mstate)            # e.g. L1, group lasso
   tx = method.wrap_tx(tx)   (once, when the optimizer is built)
   params     = method.post_update(params, mstate')    # e.g. re-apply masks
 `mstate` is the method's own state (masks, codebooks ...). It lives inside
-the optimizer state (`CompressState.method`, kept there by the wrapper that
-`wrap_tx` adds), so orbax checkpoints and resume cover it with no extra code
-and TrainState keeps its fields, so older checkpoints still restore.
+the optimizer state (`CompressState.method`, kept there by the
+optax.GradientTransformationExtraArgs that `wrap_tx` returns), so orbax
+checkpoints and resume cover it with no extra code and TrainState keeps its
+fields, so older checkpoints still restore.
 
 `convert` is the one-shot structural change applied to the dense checkpoint
 before fine-tuning (SVD factors replace a kernel); `export` turns the final
@@ -117,7 +119,8 @@ class Method:
     del state
     return params
 
-  def wrap_tx(self, tx: optax.GradientTransformation) -> 'MethodTx':
+  def wrap_tx(self, tx: optax.GradientTransformation
+              ) -> optax.GradientTransformationExtraArgs:
     return with_method_state(tx, self)
 
   def eval_params(self, params: PyTree) -> PyTree:
@@ -136,30 +139,24 @@ class Method:
             'meta': {}}
 
 
-class MethodTx(NamedTuple):
-  """An optax GradientTransformation that also names its method, so the
-  train step finds the hooks on the tx it is given (steps.train_step)."""
-  init: Callable
-  update: Callable
-  method: Method
-
-
 def with_method_state(tx: optax.GradientTransformation, method: Method
-                      ) -> MethodTx:
-  """Outermost wrapper: carries `method`'s state next to the optimizer's."""
+                      ) -> optax.GradientTransformationExtraArgs:
+  """Outermost wrapper: carries `method`'s state next to the optimizer's,
+  as a typed CompressState (the training plugin finds it there)."""
 
   def init(params):
     return CompressState(tx.init(params), method.init(params),
                          jnp.zeros((), jnp.int32))
 
-  def update(grads, state, params=None):
+  def update(grads, state, params=None, **extra_args):
     grads = method.transform_grads(grads, state.method)
-    updates, inner = tx.update(grads, state.inner, params)
+    updates, inner = optax.with_extra_args_support(tx).update(
+        grads, state.inner, params, **extra_args)
     count = state.count + 1
     new_params = optax.apply_updates(params, updates)
     mstate = method.update_state(state.method, new_params, count)
     return updates, CompressState(inner, mstate, count)
-  return MethodTx(init, update, method)
+  return optax.GradientTransformationExtraArgs(init, update)
 
 
 def method_state(opt_state: PyTree) -> PyTree:

@@ -11,7 +11,8 @@ joint   the model becomes JointModel(student, teacher): both are trained in
         the teacher's (stop-gradient) soft targets. Evaluation, predict and
         the checkpoint see the pair; its __call__ returns the student.
 
-The loss itself is losses.distillation_loss. `write_report` produces the
+The loss itself is losses.distillation_loss; DistillPlugin brings both
+modes to the train step (jaxcnn/plugins.py). distill_report.py writes the
 compression report of a distilled student against its teacher (CLI
 `python -m jaxcnn.compress --method distill`).
 """
@@ -26,7 +27,9 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from jaxcnn import experiment, models, steps
+from jaxcnn import experiment, losses, models, steps
+from jaxcnn import plugins as plugins_lib
+from jaxcnn import workdir as run_dir
 from jaxcnn.errors import CheckpointError, ConfigError
 from jaxcnn.losses import path_str
 
@@ -67,15 +70,64 @@ def enabled(config) -> bool:
   return bool(d.teacher_workdir) or d.mode == 'joint'
 
 
-def step_options(config) -> steps.DistillOptions | None:
-  if not enabled(config):
-    return None
-  d = config.distill
-  return steps.DistillOptions(float(d.temperature), float(d.hard_weight),
-                              d.loss, d.mode == 'joint')
+class DistillPlugin(plugins_lib.Plugin):
+  """Distillation as a training plugin.
+
+  frozen: the teacher's variables are the plugin's extra jit argument; its
+          logits on the student's augmented batch (inference mode,
+          stop-gradient) replace the cross-entropy by the distillation loss.
+  joint:  wrap_model makes the model JointModel(student, teacher); the
+          train forward returns both logits, the student learns from the
+          labels and the teacher's soft targets, the teacher from the labels.
+  Evaluation, predict and export see the student (JointModel.__call__).
+  """
+  name = 'distill'
+
+  def __init__(self, config, restore_only: bool = False):
+    check_settings(config)
+    self.config = config
+    d = config.distill
+    self.joint = d.mode == 'joint'
+    self.temperature, self.hard_weight = float(d.temperature), \
+        float(d.hard_weight)
+    self.loss_kind = d.loss
+    # Loaded (and checked) here, before any data or compile; readers of a
+    # finished run restore the student alone and need no teacher.
+    self.teacher = None if restore_only else load_teacher(config)
+
+  def wrap_model(self, model):
+    return wrap_model(self.config, model)
+
+  def extra_args(self):
+    return None if self.teacher is None else self.teacher.variables
+
+  def apply_kwargs(self) -> dict:
+    return {'method': 'both'} if self.joint else {}
+
+  def split_outputs(self, outputs):
+    return outputs if self.joint else (outputs, None)
+
+  def objective(self, loss, inputs):
+    if self.joint:
+      t_logits = inputs.aux
+    else:
+      t = self.teacher
+      t_logits = jax.lax.stop_gradient(t.model.apply(
+          steps.variables(inputs.extra['params'],
+                          inputs.extra['batch_stats']),
+          inputs.images, train=False))
+    kd = losses.distillation_loss(inputs.logits, t_logits, inputs.labels,
+                                  self.temperature, self.hard_weight,
+                                  self.loss_kind)
+    if self.joint:  # the teacher half learns from the labels alone
+      kd = kd + losses.cross_entropy(t_logits, inputs.labels)
+    # Replaces the cross-entropy term; terms added before (none when the
+    # plugin comes first, as from_config orders it) are kept.
+    return kd if loss is inputs.cross_entropy else \
+        loss - inputs.cross_entropy + kd
 
 
-def _check_settings(config) -> None:
+def check_settings(config) -> None:
   d = config.distill
 
   def bad(msg):
@@ -144,19 +196,17 @@ def check_input_compatible(student_cfg, teacher_cfg, workdir: str) -> None:
 def load_teacher(config) -> Teacher | None:
   """Validates the distill settings and, for mode='frozen', loads and checks
   the teacher. Raises ConfigError / CheckpointError before any compile."""
-  _check_settings(config)
+  check_settings(config)
   d = config.distill
   if d.mode != 'frozen' or not d.teacher_workdir:
     return None
   workdir = d.teacher_workdir
-  if not os.path.isfile(os.path.join(workdir, 'config.json')):
+  if not os.path.isfile(os.path.join(workdir, run_dir.CONFIG_FILE)):
     raise ConfigError(
         f'invalid config: distill.teacher_workdir={workdir} has no '
         'config.json, so the teacher model is unknown; point it at a '
         'finished jaxcnn training workdir')
-  from jaxcnn.compress.__main__ import trained_config
-  from jaxcnn.compress.session import load_dense
-  tcfg = trained_config(workdir)
+  tcfg = run_dir.read_config(workdir)
   check_input_compatible(config, tcfg, workdir)
   try:
     experiment.validate(tcfg)
@@ -168,7 +218,7 @@ def load_teacher(config) -> Teacher | None:
       functools.partial(model.init, train=False), jax.random.key(0),
       jax.ShapeDtypeStruct((1, *experiment.input_shape(tcfg)), 'float32'))
   try:
-    dense = load_dense(workdir, d.teacher_weights)
+    dense = run_dir.load_weights(workdir, d.teacher_weights)
   except CheckpointError as e:
     raise CheckpointError(f'distill.teacher_workdir: {e}') from None
   for coll in ('params', 'batch_stats'):
@@ -183,76 +233,3 @@ def load_teacher(config) -> Teacher | None:
   variables = {'params': dense['params'], 'batch_stats': dense['batch_stats']}
   return Teacher(model, variables, tcfg, workdir, dense['step'],
                  dense['weights'])
-
-
-def _timed(fns_vars: list, x, rounds: int = 15) -> list[float]:
-  """Median ms per image of each (jitted fn, variables), interleaved."""
-  import time
-  for fn, v in fns_vars:
-    jax.block_until_ready(fn(v, x))
-  times = [[] for _ in fns_vars]
-  for _ in range(rounds):
-    for i, (fn, v) in enumerate(fns_vars):
-      t = time.perf_counter()
-      jax.block_until_ready(fn(v, x))
-      times[i].append(time.perf_counter() - t)
-  return [1000.0 * float(np.median(t)) / len(x) for t in times]
-
-
-def write_report(config, workdir: str) -> dict:
-  """compression_report.* of a finished distillation run: the teacher is
-  the 'dense' net, the student (stored fp32 in model.jxcz, loaded back) the
-  compressed one. There is no 'before fine-tuning' point: the student
-  trains from scratch (NaN in the report)."""
-  from jaxcnn.compress import apply, report, session, storage
-  from jaxcnn.data import augment
-  import json
-  teacher = load_teacher(config)
-  if teacher is None:
-    raise ConfigError('write_report: config.distill names no frozen teacher')
-  final = json.load(open(os.path.join(workdir, 'final_metrics.json')))
-  use_ema = 'ema' in final and (final['ema']['precision@1'] >=
-                                final['params']['precision@1'])
-  student = session.load_dense(workdir, 'ema' if use_ema else 'params')
-  s_vars = {'params': student['params'], 'batch_stats': student['batch_stats']}
-  s_model = experiment.build_model(config)
-  shape = experiment.input_shape(config)
-  meta = {'model': config.model.name,
-          'model_kwargs': experiment.model_kwargs(config),
-          'dataset': config.dataset.name, 'input_shape': list(shape),
-          'method': 'distill'}
-  t_meta = {**meta, 'model': teacher.config.model.name,
-            'model_kwargs': experiment.model_kwargs(teacher.config)}
-  t_bytes = storage.save(os.path.join(workdir, 'dense.jxcz'),
-                         teacher.variables, t_meta)
-  art = os.path.join(workdir, 'model.jxcz')
-  s_bytes = storage.save(art, s_vars, meta)
-  loaded, _ = storage.load(art)
-  splits = experiment.load_splits(config)
-  spec = augment.spec_from_config(config.input)
-  s_fn = session._logits_fn(s_model, spec)
-  t_fn = session._logits_fn(teacher.model, spec)
-  x, y = splits.x_test, splits.y_test
-  identical = bool(np.array_equal(np.asarray(s_fn(s_vars, x[:500])),
-                                  np.asarray(s_fn(loaded, x[:500]))))
-  acc = {'dense': session.accuracy(t_fn, teacher.variables, x, y),
-         'compressed_before_finetune': float('nan'),
-         'compressed_after_finetune': session.accuracy(s_fn, loaded, x, y)}
-  t_ms, s_ms = _timed([(t_fn, teacher.variables), (s_fn, loaded)], x[:200])
-  d = config.distill
-  rep = report.build(
-      meta, teacher.variables, loaded, t_bytes, s_bytes,
-      apply.count_macs(teacher.model, teacher.variables, shape),
-      apply.count_macs(s_model, loaded, shape), acc,
-      {'dense_ms_per_image': t_ms, 'compressed_ms_per_image': s_ms,
-       'note': 'dense = the teacher, compressed = the student',
-       'device': jax.default_backend()},
-      extra={'teacher': teacher.config.model.name,
-             'teacher_workdir': teacher.workdir,
-             'teacher_step': teacher.step, 'teacher_weights': teacher.weights,
-             'temperature': d.temperature, 'hard_weight': d.hard_weight,
-             'loss': d.loss, 'weights_used': 'ema' if use_ema else 'params',
-             'fine_tune_steps': int(final['step']), 'artifact': 'model.jxcz',
-             'roundtrip_identical_logits': identical, 'train_eval': final})
-  report.write(workdir, rep)
-  return rep

@@ -28,9 +28,11 @@ import os
 import jax
 import numpy as np
 
-from jaxcnn import experiment
+from jaxcnn import experiment, train
 from jaxcnn import workdir as run_dir
-from jaxcnn.compress import base, huffman, report, storage
+from jaxcnn.compress import apply, base, huffman, plugins, report, session
+from jaxcnn.compress import storage
+from jaxcnn.errors import CheckpointError, ConfigError
 from jaxcnn.data import augment
 
 STAGES = ('1_prune', '2_kmeans')
@@ -80,10 +82,8 @@ def _report(d: str) -> dict | None:
 def run(config, workdir: str) -> dict:
   """Runs (or resumes) the stages; returns {'params': final accuracy ...}
   like train.train_and_evaluate."""
-  from jaxcnn import train
   dc = config.compress.deep_compression
   if dc.prune_steps <= 0 or dc.quantize_steps <= 0:
-    from jaxcnn.errors import ConfigError
     raise ConfigError('invalid config: compress.deep_compression.prune_steps '
                       'and quantize_steps must be > 0')
   os.makedirs(workdir, exist_ok=True)
@@ -95,7 +95,7 @@ def run(config, workdir: str) -> dict:
     if d.endswith(STAGES[1]):  # the weights stage 1 exported
       c.init_from_weights = _report(c.init_from)['weights_used']
     print(f'deep_compression: stage {os.path.basename(d)}', flush=True)
-    train.train_and_evaluate(c, d)
+    train.train_and_evaluate(c, d, plugins.from_config(c))
   rep = _report(workdir)
   if rep is None or not os.path.exists(os.path.join(workdir, 'model.jxcz')):
     rep = huffman_stage(config, workdir)
@@ -103,6 +103,23 @@ def run(config, workdir: str) -> dict:
     print(f'deep_compression: {workdir} is finished', flush=True)
   acc = rep['accuracy']['compressed_after_finetune']
   return {'params': {'precision@1': acc}}
+
+
+def evaluate_artifact(config, workdir: str) -> dict:
+  """--mode=eval_once on a Deep Compression workdir: the final artifact
+  (model.jxcz, Huffman-coded) on the whole test set."""
+  path = os.path.join(workdir, 'model.jxcz')
+  if not os.path.exists(path):
+    raise CheckpointError(f'{path} not found: the Deep Compression run in '
+                          f'{workdir} has not finished')
+  variables, _ = storage.load(path)
+  fn = session._logits_fn(experiment.build_model(config),
+                          augment.spec_from_config(config.input))
+  splits = experiment.load_splits(config)
+  acc = session.accuracy(fn, variables, splits.x_test, splits.y_test)
+  print(f'{path}: precision @ 1 = {acc:.3f} (Deep Compression artifact)',
+        flush=True)
+  return {'params': {'precision@1': acc, 'count': float(len(splits.y_test))}}
 
 
 def _layer_bits(variables: dict) -> dict:
@@ -171,14 +188,11 @@ def stage_markdown(stages: dict, bits: dict) -> str:
 def huffman_stage(config, workdir: str) -> dict:
   """Stage 3: Huffman-code stage 2's artifact into WORKDIR/model.jxcz, load
   it back, check its logits and write the pipeline's report."""
-  from jaxcnn.compress import apply, session
   d1, d2 = (os.path.join(workdir, s) for s in STAGES)
   stage_reps = [_report(d1), _report(d2)]
   quant_vars, meta = storage.load(os.path.join(d2, 'model.jxcz'))
   dense_vars, dense_meta = storage.load(os.path.join(d1, 'dense.jxcz'))
-  model_meta = {k: dense_meta[k] for k in ('model', 'model_kwargs',
-                                           'dataset', 'input_shape')}
-  model_meta['method'] = 'deep_compression'
+  model_meta = session.artifact_meta(config, 'deep_compression')
   dense_bytes = storage.save(os.path.join(workdir, 'dense.jxcz'), dense_vars,
                              model_meta)
   path = os.path.join(workdir, 'model.jxcz')

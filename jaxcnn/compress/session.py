@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn import checkpoint, experiment, optim, parallel, steps
+from jaxcnn import experiment, optim, parallel
+from jaxcnn import workdir as run_dir
 from jaxcnn.compress import apply, base, report, storage, structured
 from jaxcnn.compress import lowrank, prune  # noqa: F401 (registers methods)
 from jaxcnn.compress import binary  # noqa: F401 (registers methods)
@@ -30,21 +31,6 @@ from jaxcnn.errors import CheckpointError, ConfigError
 from jaxcnn.state import TrainState
 
 
-def load_dense(workdir: str, weights: str = 'auto') -> dict:
-  """{'params', 'batch_stats', 'step', 'weights'} of a workdir's newest
-  intact checkpoint, read without a template (any optimizer), verified."""
-  ckdir = os.path.abspath(os.path.join(workdir, 'checkpoints'))
-  raw, step, _ = checkpoint.load_latest(ckdir, None)
-  if step is None:
-    raise CheckpointError(f'init_from: no checkpoint in {ckdir}')
-  use_ema = weights == 'ema' or (weights == 'auto' and raw.get('ema_params'))
-  if weights == 'ema' and not raw.get('ema_params'):
-    raise CheckpointError(f'init_from_weights=ema but {workdir} has no EMA')
-  return {'params': raw['ema_params'] if use_ema else raw['params'],
-          'batch_stats': raw.get('batch_stats') or {},
-          'step': step, 'weights': 'ema' if use_ema else 'params'}
-
-
 @dataclasses.dataclass
 class Session:
   config: Any
@@ -53,18 +39,6 @@ class Session:
   tx: Any
   state: TrainState
   dense: dict
-
-  def wrap_eval(self, eval_fn):
-    """eval_fn as is, or for methods that change the params' structure
-    (SVD factors) an eval step that first rebuilds what the model expects;
-    its shardings follow the inputs."""
-    if self.method is None or type(self.method).eval_params is \
-        base.Method.eval_params:
-      return eval_fn
-    spec = augment.spec_from_config(self.config.input)
-    return jax.jit(lambda params, bs, batch: steps.eval_step(
-        self.method.eval_params(params), bs, batch, model=self.model,
-        input_spec=spec))
 
 
 def start(config, model, schedule, template, mesh, restore_only: bool = False
@@ -82,7 +56,10 @@ def start(config, model, schedule, template, mesh, restore_only: bool = False
   if method is None and not config.init_from:
     return None
   if config.init_from and not restore_only:
-    dense = load_dense(config.init_from, config.init_from_weights)
+    try:
+      dense = run_dir.load_weights(config.init_from, config.init_from_weights)
+    except CheckpointError as e:
+      raise CheckpointError(f'init_from: {e}') from None
   else:
     dense = {'params': jax.device_get(template.params), 'weights': 'init',
              'batch_stats': jax.device_get(template.batch_stats), 'step': 0}
@@ -114,8 +91,21 @@ def start(config, model, schedule, template, mesh, restore_only: bool = False
       opt_state=opt_state,
       ema_params=jax.tree.map(jnp.copy, params) if config.ema_decay else {},
       rng=template.rng)
-  state = jax.device_put(state, parallel.replicated(mesh))
+  # The same placement as ordinary training: leaves matching shard_params
+  # split over 'model', the rest replicated (masks follow their kernels).
+  state = jax.device_put(state, parallel.state_shardings(
+      mesh, state, config.shard_params))
   return Session(config, model, method, tx, state, dense)
+
+
+def artifact_meta(config, method: str) -> dict:
+  """What an artifact needs to run alone: the model, its dataset, and the
+  eval preprocessing (compress/artifact_model.py reads it back)."""
+  return {'model': config.model.name,
+          'model_kwargs': experiment.model_kwargs(config),
+          'dataset': config.dataset.name,
+          'input_shape': list(experiment.input_shape(config)),
+          'input': config.input.to_dict(), 'method': method}
 
 
 def _logits_fn(model, spec):
@@ -171,8 +161,9 @@ def finish(session: Session, state, splits, workdir: str, results: dict,
   spec = augment.spec_from_config(config.input)
   shape = experiment.input_shape(config)
   graph = getattr(method, 'graph', None)
-  use_ema = 'ema' in results and (results['ema']['precision@1'] >=
-                                  results['params']['precision@1'])
+  # The configured weights (config.weights), never the test-set winner.
+  use_ema = run_dir.choose_weights(config.weights, bool(state.ema_params),
+                                   workdir) == 'ema'
   state = jax.device_get(state)
   params = state.ema_params if use_ema else state.params
   mstate = state.opt_state.method
@@ -180,10 +171,7 @@ def finish(session: Session, state, splits, workdir: str, results: dict,
   x, y = splits.x_test, splits.y_test
   enc = config.compress.encoding if method.name == 'prune' else 'dense'
   enc = getattr(method, 'encoding', enc)  # binary methods: bit-packed
-  model_meta = {'model': config.model.name,
-                'model_kwargs': experiment.model_kwargs(config),
-                'dataset': config.dataset.name,
-                'input_shape': list(shape), 'method': method.name}
+  model_meta = artifact_meta(config, method.name)
 
   dense_vars = {'params': session.dense['params'],
                 'batch_stats': session.dense['batch_stats']}

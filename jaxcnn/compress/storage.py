@@ -64,6 +64,7 @@ MAGIC = b'JXC2'
 MAGIC_ZHEADER = b'JXc2'  # the same, with a zlib-compressed JSON header
 LEGACY_MAGIC = b'JXCZ'   # format 1: no lengths, no checksum
 LEGACY_MAGIC_ZHEADER = b'JXCz'
+MAGICS = (MAGIC, MAGIC_ZHEADER, LEGACY_MAGIC, LEGACY_MAGIC_ZHEADER)
 _FIXED = struct.Struct('<4sIIQ')  # magic, stored / JSON header bytes, body
 _CRC = struct.Struct('<I')
 _LEGACY_FIXED = struct.Struct('<4sI')

@@ -4,6 +4,8 @@ import os
 import pytest
 
 from jaxcnn import checkpoint, experiment, parallel, train
+
+from jaxcnn import runs
 from jaxcnn.errors import CheckpointError
 
 
@@ -18,7 +20,7 @@ def _biggest_file(folder):
 
 def test_corrupt_latest_checkpoint_falls_back_to_previous(tiny_config,
                                                           tmp_path):
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  runs.train(tiny_config, str(tmp_path))
   victim = _biggest_file(tmp_path / 'checkpoints' / '6')
   with open(victim, 'r+b') as f:  # truncate the largest data file
     f.truncate(max(os.path.getsize(victim) // 3, 1))
@@ -30,7 +32,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tiny_config,
 
 
 def test_checkpoint_of_another_model_is_explained(tiny_config, tmp_path):
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  runs.train(tiny_config, str(tmp_path))
   tiny_config.model.name = 'lenet5_classic'
   ckpt = checkpoint.Checkpointer(str(tmp_path / 'checkpoints'),
                                  async_save=False)
@@ -54,7 +56,7 @@ def _failing_save(monkeypatch, fail_steps):
 def test_full_disk_mid_run_warns_and_training_continues(tiny_config, tmp_path,
                                                         monkeypatch, capsys):
   _failing_save(monkeypatch, {3})
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  runs.train(tiny_config, str(tmp_path))
   err = capsys.readouterr().err
   assert 'No space left on device' in err and 'Training continues' in err
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['6']
@@ -65,7 +67,7 @@ def test_full_disk_at_the_end_is_a_clear_error(tiny_config, tmp_path,
   _failing_save(monkeypatch, {3, 6})
   with pytest.raises(CheckpointError, match='could not write checkpoint step 6'
                      '.*No space left.*still in memory'):
-    train.train_and_evaluate(tiny_config, str(tmp_path))
+    runs.train(tiny_config, str(tmp_path))
 
 
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch):

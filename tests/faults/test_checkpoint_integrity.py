@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from jaxcnn import checkpoint, evaluate, experiment, parallel, predict, train
+
+from jaxcnn import runs
 from jaxcnn.errors import CheckpointError, NonFiniteError
 from jaxcnn.state import TrainState
 
@@ -156,10 +158,10 @@ def test_values_that_differ_from_the_recorded_digest_are_refused(tmp_path):
 def test_corrupt_latest_run_can_still_finish(tiny_config, tmp_path):
   """Fallback, redo the work, save the same step number again: no
   StepAlreadyExistsError; the damaged step is kept in quarantine."""
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  runs.train(tiny_config, str(tmp_path))
   victim = max(_files(tmp_path / 'checkpoints' / '6'), key=os.path.getsize)
   _damage(victim, 'flip')
-  r = train.train_and_evaluate(tiny_config, str(tmp_path))
+  r = runs.train(tiny_config, str(tmp_path))
   assert r['params']['count'] == 360
   assert 6 in checkpoint.Checkpointer(
       str(tmp_path / 'checkpoints'), async_save=False).all_steps()
@@ -169,15 +171,15 @@ def test_corrupt_latest_run_can_still_finish(tiny_config, tmp_path):
 
 def test_empty_step_dir_blocks_neither_resume_eval_nor_predict(tiny_config,
                                                                tmp_path):
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  runs.train(tiny_config, str(tmp_path))
   (tmp_path / 'checkpoints' / '99999').mkdir()
-  r = evaluate.run(tiny_config, str(tmp_path), once=True)
+  r = runs.evaluate(str(tmp_path), tiny_config, once=True)
   assert r['params']['count'] == 360
   p = predict.Predictor(str(tmp_path))
   assert p.step == 6
   tiny_config.num_train_steps = 9
   tiny_config.resume_override = 'num_train_steps'
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  runs.train(tiny_config, str(tmp_path))
   assert checkpoint.Checkpointer(str(tmp_path / 'checkpoints'),
                                  async_save=False).latest_step() == 9
 
@@ -202,7 +204,7 @@ def test_divergence_never_leaves_a_bad_last_good_checkpoint(tiny_config,
   tiny_config.log_every_steps = 1
   tiny_config.num_train_steps = 30
   with pytest.raises(NonFiniteError, match='Last good checkpoint') as e:
-    train.train_and_evaluate(tiny_config, str(tmp_path))
+    runs.train(tiny_config, str(tmp_path))
   ck = checkpoint.Checkpointer(str(tmp_path / 'checkpoints'),
                                async_save=False)
   steps = ck.all_steps()

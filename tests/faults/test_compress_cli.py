@@ -10,6 +10,8 @@ import os
 import pytest
 
 from jaxcnn import train
+
+from jaxcnn import runs
 from jaxcnn.compress import __main__ as cli
 from jaxcnn.compress import ranges
 from jaxcnn.config_base import base_config
@@ -23,7 +25,7 @@ def trained(tmp_path_factory):
   c = quickstart.get_config('smoke')
   c.write_summaries = False
   d = str(tmp_path_factory.mktemp('trained') / 'T')
-  train.train_and_evaluate(c, d)
+  runs.train(c, d)
   return d
 
 

@@ -11,6 +11,8 @@ import time
 import pytest
 
 from jaxcnn import evaluate, train
+
+from jaxcnn import runs
 from jaxcnn import workdir as run_dir
 from jaxcnn.errors import WorkdirError
 
@@ -33,7 +35,7 @@ def test_second_trainer_is_refused_naming_the_holder(tmp_path, tiny_config):
   try:
     assert run_dir.is_locked(str(tmp_path))
     with pytest.raises(WorkdirError, match=f'PID {p.pid}') as e:
-      train.train_and_evaluate(tiny_config, str(tmp_path))
+      runs.train(tiny_config, str(tmp_path))
     assert 'host' in str(e.value) and 'started' in str(e.value)
     assert not (tmp_path / 'checkpoints').exists()
   finally:
@@ -41,16 +43,16 @@ def test_second_trainer_is_refused_naming_the_holder(tmp_path, tiny_config):
     p.wait()
   # A lock left by a killed holder is stale: the next trainer runs.
   assert not run_dir.is_locked(str(tmp_path))
-  r = train.train_and_evaluate(tiny_config, str(tmp_path))
+  r = runs.train(tiny_config, str(tmp_path))
   assert r['params']['count'] == 360
   assert not run_dir.is_locked(str(tmp_path))  # released at the end
 
 
 def test_readers_are_not_blocked_by_a_trainer(tmp_path, tiny_config):
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  runs.train(tiny_config, str(tmp_path))
   p = _holder(tmp_path)
   try:
-    r = evaluate.run(tiny_config, str(tmp_path), once=True)
+    r = runs.evaluate(str(tmp_path), tiny_config, once=True)
     assert r['params']['count'] == 360
   finally:
     p.kill()
@@ -103,12 +105,12 @@ def test_two_trainers_and_a_watcher_on_one_live_run(tmp_path):
 
 def test_watcher_skips_a_damaged_step_once_and_ends(tmp_path, tiny_config,
                                                    capsys):
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  runs.train(tiny_config, str(tmp_path))
   capsys.readouterr()
   ck = tmp_path / 'checkpoints' / '6' / '_CHECKPOINT_METADATA'
   ck.write_text('{not json')
   t0 = time.time()
-  r = evaluate.run(tiny_config, str(tmp_path), once=False, poll_seconds=0.1,
+  r = runs.evaluate(str(tmp_path), tiny_config, once=False, poll_seconds=0.1,
                    grace_seconds=0.5)
   out = capsys.readouterr().out
   assert time.time() - t0 < 60
@@ -127,7 +129,7 @@ def _resume_error(tiny_config, tmp_path, **changes):
       node = node[p]
     node[leaf] = value
   with pytest.raises(WorkdirError) as e:
-    train.train_and_evaluate(tiny_config, str(tmp_path))
+    runs.train(tiny_config, str(tmp_path))
   return str(e.value)
 
 
@@ -137,7 +139,7 @@ def _resume_error(tiny_config, tmp_path, **changes):
                                                     'lenet5_classic')])
 def test_resume_under_a_different_config_is_refused(tiny_config, tmp_path,
                                                     key, value):
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  runs.train(tiny_config, str(tmp_path))
   before = (tmp_path / 'config.json').read_text()
   msg = _resume_error(tiny_config, tmp_path, **{key: value})
   assert key in msg and 'resume_override' in msg
@@ -145,13 +147,13 @@ def test_resume_under_a_different_config_is_refused(tiny_config, tmp_path,
 
 
 def test_resume_override_and_neutral_fields(tiny_config, tmp_path):
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  runs.train(tiny_config, str(tmp_path))
   tiny_config.log_every_steps = 3  # neutral: no override needed
   tiny_config.eval_every_steps = 3
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  runs.train(tiny_config, str(tmp_path))
   tiny_config.num_train_steps = 9
   tiny_config.resume_override = 'num_train_steps'
-  r = train.train_and_evaluate(tiny_config, str(tmp_path))
+  r = runs.train(tiny_config, str(tmp_path))
   assert json.loads((tmp_path / 'final_metrics.json').read_text())['step'] == 9
   assert r['params']['count'] == 360
   saved = json.loads((tmp_path / 'config.json').read_text())
@@ -186,7 +188,7 @@ def _bad_workdir(kind, tmp_path):
 def test_unusable_workdir_is_one_clear_error(tiny_config, tmp_path, kind):
   path = _bad_workdir(kind, tmp_path)
   with pytest.raises(WorkdirError, match='workdir|should be'):
-    train.train_and_evaluate(tiny_config, path)
+    runs.train(tiny_config, path)
 
 
 def test_unusable_workdir_via_the_cli(tmp_path):
@@ -200,13 +202,13 @@ def test_unusable_workdir_via_the_cli(tmp_path):
 
 def test_partial_metrics_line_after_a_crash_is_repaired(tiny_config,
                                                         tmp_path):
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  runs.train(tiny_config, str(tmp_path))
   path = tmp_path / 'metrics.jsonl'
   with open(path, 'a') as f:
     f.write('{"step": 7, "split": "tra')  # killed mid-write
   tiny_config.num_train_steps = 9
   tiny_config.resume_override = 'num_train_steps'
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  runs.train(tiny_config, str(tmp_path))
   records = [json.loads(l) for l in path.read_text().splitlines()]
   assert records[-1]['step'] == 9
   with open(path, 'a') as f:
@@ -220,14 +222,14 @@ def test_partial_metrics_line_after_a_crash_is_repaired(tiny_config,
 def test_damaged_config_json_is_one_clear_error(tiny_config, tmp_path,
                                                 damage):
   from jaxcnn import predict
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  runs.train(tiny_config, str(tmp_path))
   path = tmp_path / 'config.json'
   text = path.read_text()
   path.write_bytes({'truncated': text[:len(text) // 2].encode(),
                     'empty': b'', 'list': b'[1, 2]',
                     'binary': b'\xff\xfe\x00garbage'}[damage])
   with pytest.raises(WorkdirError, match='config.json'):
-    train.train_and_evaluate(tiny_config, str(tmp_path))  # resume
+    runs.train(tiny_config, str(tmp_path))  # resume
   with pytest.raises(WorkdirError, match='config.json'):
     predict.Predictor(str(tmp_path))
   assert len(os.listdir(tmp_path / 'checkpoints')) == 2  # nothing lost

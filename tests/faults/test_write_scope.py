@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 from PIL import Image
+from jaxcnn import runs
 
 
 def _files(root):
@@ -20,7 +21,7 @@ def test_predict_and_compress_write_only_inside_their_dirs(
   dense = tmp_path / 'dense'
   tiny_config.num_train_steps = 3
   tiny_config.write_summaries = False
-  train.train_and_evaluate(tiny_config, str(dense))
+  runs.train(tiny_config, str(dense))
   img = tmp_path / 'in' / 'digit.png'
   img.parent.mkdir()
   Image.fromarray(np.full((8, 8), 128, np.uint8)).save(img)
