@@ -248,12 +248,18 @@ def _norm(v: Any) -> Any:
 
 
 def config_changes(saved: dict, config) -> list[tuple[str, Any, Any]]:
-  """(field, saved, new) for every field that differs."""
+  """(field, saved, new) for every field that differs. A field the saved
+  file lacks (declared after the run was made) agrees when `config` holds
+  its default, so older workdirs resume and reopen."""
   new = _flatten(json.loads(config.to_json_best_effort()))
   old = _flatten(saved)
+  default = _flatten(json.loads(
+      config_base.base_config().to_json_best_effort()))
   return [(k, old.get(k, '<absent>'), new.get(k, '<absent>'))
           for k in sorted(set(old) | set(new))
-          if _norm(old.get(k)) != _norm(new.get(k))]
+          if _norm(old.get(k)) != _norm(new.get(k)) and not (
+              k not in old and k in default and
+              _norm(default[k]) == _norm(new.get(k)))]
 
 
 def _covered(field: str, patterns: list[str]) -> bool:

@@ -147,3 +147,25 @@ def test_artifact_without_preprocessing_or_config_is_a_clear_error(
   shutil.copy(os.path.join(kinds['svd'], 'model.jxcz'), lone)
   probs = predict.ArtifactPredictor(str(lone)).predict(images_of_digits())
   assert probs.shape == (1, 10)
+
+
+@pytest.mark.parametrize('dropped', [('weights',), ('dataset', 'image_size'),
+                                     ('dataset', 'on_bad_image')])
+def test_a_workdir_from_before_a_field_existed_still_reopens_and_resumes(
+    kinds, tmp_path, images, dropped):
+  """config.json written before a field was declared: the field takes its
+  default, reading agrees, and resuming under today's config is no change."""
+  import shutil
+  from jaxcnn import workdir as run_dir
+  old = str(tmp_path / 'old')
+  shutil.copytree(kinds['plain'], old)
+  path = os.path.join(old, 'config.json')
+  saved = json.load(open(path))
+  node = saved
+  for k in dropped[:-1]:
+    node = node[k]
+  del node[dropped[-1]]
+  json.dump(saved, open(path, 'w'))
+  assert predict.Predictor(old).predict(images).shape == (64, 10)
+  run_dir.check_resume(old, run_dir.read_config(old), 4)  # no refusal
+  assert run_dir.config_changes(saved, run_dir.read_config(old)) == []

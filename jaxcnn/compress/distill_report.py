@@ -44,10 +44,7 @@ def write_report(config, workdir: str) -> dict:
   s_vars = {'params': student['params'], 'batch_stats': student['batch_stats']}
   s_model = experiment.build_model(config)
   shape = experiment.input_shape(config)
-  meta = {'model': config.model.name,
-          'model_kwargs': experiment.model_kwargs(config),
-          'dataset': config.dataset.name, 'input_shape': list(shape),
-          'method': 'distill'}
+  meta = session.artifact_meta(config, 'distill')
   t_meta = {**meta, 'model': teacher.config.model.name,
             'model_kwargs': experiment.model_kwargs(teacher.config)}
   t_bytes = storage.save(os.path.join(workdir, 'dense.jxcz'),

@@ -1,4 +1,4 @@
-"""Deployment export: a training workdir as one self-contained file.
+"""Deployment export: a training or compression workdir as one file.
 
   python -m jaxcnn.export --workdir W --format {stablehlo,tflite} \
       [--quantize {none,fp16,int8}] [--weights auto|params|ema] --output FILE

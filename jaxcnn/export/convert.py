@@ -1,7 +1,8 @@
-"""A training workdir -> StableHLO (jax.export) or LiteRT (.tflite) bytes.
+"""A workdir -> StableHLO (jax.export) or LiteRT (.tflite) bytes.
 
-The exported function is `steps.predict_step` with the run's weights baked
-in as constants: uint8 [N, H, W, C] -> eval preprocessing -> model ->
+The exported function is `steps.predict_step` with a plain run's weights
+baked in as constants, or a compression artifact's forward pass
+(families.py), each uint8 [N, H, W, C] -> eval preprocessing -> model ->
 float32 softmax. Nothing of jaxcnn is needed to run the result.
 
 Batch: StableHLO keeps N symbolic (XLA compiles per concrete shape at call
@@ -15,12 +16,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import gzip
 import json
 import os
 import sys
 import tempfile
 import types
-from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +31,8 @@ from jaxcnn import experiment, predict, steps
 from jaxcnn.data import augment
 from jaxcnn.errors import CheckpointError
 from jaxcnn.export import (FORMATS, QUANTIZE, SIDECAR_VERSION, SUPPORTED,
-                           ExportError, runtime, sidecar_path)
+                           ExportError, families, runtime, sidecar_path)
+from jaxcnn.export.families import Run
 
 # StableHLO carries one lowering per platform; CUDA is lowered here without
 # a GPU (jax.export cross-lowers), so the file also runs under jax[cuda].
@@ -39,18 +41,6 @@ STABLEHLO_PLATFORMS = ('cpu', 'cuda')
 # lower it for CPU whatever backend this process has.
 TFLITE_PLATFORMS = ('cpu',)
 DEFAULT_CALIB_IMAGES = 512
-
-
-@dataclasses.dataclass
-class Run:
-  """What an export needs from a workdir: the function and its provenance."""
-  workdir: str
-  config: Any
-  class_names: tuple[str, ...]
-  image_shape: tuple[int, int, int]  # H, W, C of the stored uint8 images
-  step: int
-  weights: str                       # 'ema' or 'params', as resolved
-  fn: Callable[[jax.Array], jax.Array]  # uint8 [N,H,W,C] -> f32 [N,K]
 
 
 def check_request(fmt: str, quantize: str, batch: int) -> None:
@@ -93,27 +83,20 @@ def check_output(path: str) -> str:
   return path
 
 
-def check_exportable(config, workdir: str) -> None:
-  """Only plain training workdirs export in this version: a compression
-  run's checkpoint holds the method's state (masks, factors, codebooks),
-  which needs a per-method mapping to dense or compact layers (issue #20)."""
-  method = config.compress.method
-  if method:
-    raise ExportError(
-        f'{workdir}: config.compress.method={method!r}: exporting '
-        'compression workdirs is not supported yet; supported: plain training '
-        'workdirs (python -m jaxcnn.main --workdir W, compress.method empty)')
-
-
 def _has_checkpoint(directory: str) -> bool:
   return os.path.isdir(directory) and any(
       name.isdigit() for name in os.listdir(directory))
 
 
-def load_run(workdir: str, weights: str = 'auto') -> Run:
-  """The workdir's latest verified checkpoint as an exportable function."""
+def load_run(workdir: str, weights: str = 'auto', fmt: str = 'stablehlo',
+             quantize: str = 'none') -> Run:
+  """A plain workdir's latest verified checkpoint, or a compression
+  workdir's artifact (families.py), as an exportable function."""
   config = predict.load_config(workdir)
-  check_exportable(config, workdir)
+  method = families.method_of(config)
+  if method:
+    return families.load_artifact_run(workdir, config, method, fmt, quantize,
+                                      weights)
   directory = os.path.join(workdir, 'checkpoints')
   if not _has_checkpoint(directory):
     raise CheckpointError(f'no checkpoint in {directory}: train first '
@@ -160,7 +143,7 @@ def _representative(images: np.ndarray, batch: int):
 
 
 def to_tflite(run: Run, quantize: str = 'none', batch: int = 1,
-              calib: np.ndarray | None = None) -> bytes:
+              calib: np.ndarray | None = None, sparse: bool = False) -> bytes:
   """jax2tf (native serialization, the only mode jax 0.10 has) + the TFLite
   converter. int8 is full-integer: int8 weights and activations, the uint8
   input cast inside, float32 probabilities out (DEQUANTIZE at the end)."""
@@ -187,6 +170,9 @@ def to_tflite(run: Run, quantize: str = 'none', batch: int = 1,
     conv.representative_dataset = _representative(calib, batch)
     # Only int8 kernels: a float fallback would be a silent hybrid model.
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+  if sparse:
+    conv.optimizations = [*conv.optimizations,
+                          tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
   with _stderr_to_file() as log:
     try:
       return conv.convert()
@@ -244,10 +230,11 @@ def write_atomic(path: str, data: bytes) -> None:
 
 
 def sidecar(run: Run, fmt: str, quantize: str, batch: int, data: bytes,
-            calib: np.ndarray | None) -> dict:
+            calib: np.ndarray | None, sparse: bool = False) -> dict:
   """FILE.json: what predict needs (class names, input shape) and where the
-  file came from. sha256 ties it to these exact bytes."""
-  spec = augment.spec_from_config(run.config.input)
+  file came from. sha256 ties it to these exact bytes; gzip_bytes is what
+  the file costs inside an app's compressed package."""
+  spec = run.input_spec or augment.spec_from_config(run.config.input)
   return {
       'version': SIDECAR_VERSION, 'format': fmt, 'quantize': quantize,
       'batch': batch or None,  # null: symbolic
@@ -267,24 +254,36 @@ def sidecar(run: Run, fmt: str, quantize: str, batch: int, data: bytes,
           'seed': int(run.config.seed)},
       'jax': jax.__version__,
       'bytes': len(data), 'sha256': runtime.sha256(data),
+      'gzip_bytes': len(gzip.compress(data, 9)),
+      'source': 'artifact' if run.compression else 'checkpoint',
+      'compression': run.compression,
+      'sparse_tensors': sparse,
   }
 
 
 def export(workdir: str, fmt: str, output: str, quantize: str = 'none',
            weights: str = 'auto', batch: int | None = None,
-           calib_images: int = DEFAULT_CALIB_IMAGES) -> dict:
+           calib_images: int = DEFAULT_CALIB_IMAGES,
+           sparse: bool = False) -> dict:
   """Writes `output` and its sidecar; returns the sidecar. `batch` None:
-  symbolic for StableHLO, 1 for LiteRT (see the module docstring)."""
+  symbolic for StableHLO, 1 for LiteRT (see the module docstring).
+  `sparse`: LiteRT sparse weight tensors (the converter's
+  EXPERIMENTAL_SPARSITY), for measuring pruned nets (docs/export.md)."""
   if batch is None:
     batch = 0 if fmt == 'stablehlo' else 1
   check_request(fmt, quantize, batch)
   output = check_output(output)
-  run = load_run(workdir, weights)
+  if sparse and (fmt, quantize) != ('tflite', 'none'):
+    # int8 + sparse tensors ran at 10% top-1 (chance) in LiteRT 2.3.0.
+    raise ExportError('--sparse is supported with --format tflite '
+                      '--quantize none only (int8 sparse files measured '
+                      'wrong, docs/export.md)')
+  run = load_run(workdir, weights, fmt, quantize)
   calib = (calibration_images(run.config, calib_images)
            if quantize == 'int8' else None)
   data = (to_stablehlo(run, batch) if fmt == 'stablehlo' else
-          to_tflite(run, quantize, batch, calib))
-  meta = sidecar(run, fmt, quantize, batch, data, calib)
+          to_tflite(run, quantize, batch, calib, sparse))
+  meta = sidecar(run, fmt, quantize, batch, data, calib, sparse)
   write_atomic(output, data)
   write_atomic(sidecar_path(output),
                (json.dumps(meta, indent=1) + '\n').encode())

@@ -86,7 +86,12 @@ class LiteRTRunner:
     self.image_shape = tuple(sig[1:])
     self.num_classes = int(out['shape_signature'][-1])
     self._n = self.batch or int(inp['shape'][0])
-    self._it.allocate_tensors()
+    try:
+      self._it.allocate_tensors()
+    except RuntimeError as e:  # XNNPACK refused the graph (docs/export.md)
+      why = ' '.join(str(e).split())
+      raise ExportError(f'LiteRT cannot prepare this model: {why} (see '
+                        'docs/export.md, known limitations)') from None
 
   def _run(self, x: np.ndarray) -> np.ndarray:
     if len(x) != self._n:
