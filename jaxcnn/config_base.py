@@ -40,7 +40,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.flip = False             # train: random left-right flip
   c.input.brightness = 0.0         # train: max brightness delta, 0..255 units
   c.input.contrast = (1.0, 1.0)    # train: contrast factor range; (1, 1) off
-  c.input.normalize = 'unit'       # 'unit' (x/255), 'per_image', 'mean_std'
+  c.input.normalize = 'unit'       # 'unit' (x/255), 'per_image', 'mean_std', 'cifar10_pixel_mean' (He et al.: minus the training mean image)
   c.input.mean = (0.0,)            # per-channel mean (0..255), for 'mean_std'
   c.input.std = (255.0,)           # per-channel std (0..255), for 'mean_std'
   # Keep the uint8 train split on every device and send each step only row
@@ -61,7 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.optimizer = 'sgd'
   c.optim.momentum = 0.9           # 0: plain gradient descent
   c.optim.nesterov = False         # Nesterov momentum
-  c.optim.schedule = 'constant'    # constant, staircase_exp, discexp, cosine
+  c.optim.schedule = 'constant'    # constant, staircase_exp, discexp, cosine, step_50_75 (x decay_rate at 50% and 75% of the steps)
   c.optim.decay_rate = 0.1         # staircase_exp: factor per decay period
   c.optim.decay_epochs = 350.0     # staircase_exp: period length in epochs
   c.optim.discexp_a = 0.1          # discexp: factor per period

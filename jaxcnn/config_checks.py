@@ -54,6 +54,7 @@ _SCHEDULE_FLOATS = {
     'discexp': (('optim.discexp_a', 0.0, False, 1.0, True, ''),
                 ('optim.discexp_b', 0.0, False, None, False, '')),
     'cosine': (('optim.warmup_epochs', 0.0, True, None, False, ''),),
+    'step_50_75': (('optim.decay_rate', 0.0, False, 1.0, True, ''),),
 }
 _CHOICES = (
     ('optim.optimizer', ('sgd', 'adam')),

@@ -30,6 +30,27 @@ def discexp(base_lr: float, decay_a: float, decay_b: float,
   return schedule
 
 
+def step_50_75(base_lr: float, decay_rate: float,
+               total_steps: int) -> optax.Schedule:
+  """lr, then lr * rate from step total/2, then lr * rate^2 from 3*total/4.
+
+  He et al. 2016's CIFAR schedule with rate 0.1 and 64k steps: 0.1 for
+  steps 0..31999, 0.01 from 32,000, 0.001 from 48,000 (step = the
+  optimizer's count, 0 for the first update, as Caffe's iter). Defined by
+  fractions, so a shortened run keeps the same shape.
+  """
+  if not 0.0 < decay_rate <= 1.0:
+    raise ValueError(f'optim.decay_rate must be in (0, 1] for step_50_75, '
+                     f'got {decay_rate!r}')
+  first, second = total_steps // 2, (3 * total_steps) // 4
+
+  def schedule(step):
+    step = jnp.asarray(step)
+    n = (step >= first).astype(jnp.float32) + (step >= second)
+    return base_lr * decay_rate ** n
+  return schedule
+
+
 def make_schedule(cfg, steps_per_epoch: int, total_steps: int,
                   batch_size: int) -> optax.Schedule:
   o = cfg.optim
@@ -40,6 +61,8 @@ def make_schedule(cfg, steps_per_epoch: int, total_steps: int,
                                  max(1, int(o.decay_epochs * steps_per_epoch)))
   if o.schedule == 'discexp':
     return discexp(o.learning_rate, o.discexp_a, o.discexp_b, batch_size)
+  if o.schedule == 'step_50_75':
+    return step_50_75(o.learning_rate, o.decay_rate, total_steps)
   if o.schedule == 'cosine':
     warmup = int(o.warmup_epochs * steps_per_epoch)
     if warmup:
@@ -47,7 +70,7 @@ def make_schedule(cfg, steps_per_epoch: int, total_steps: int,
           0.0, o.learning_rate, warmup, max(total_steps, warmup + 1))
     return optax.cosine_decay_schedule(o.learning_rate, max(total_steps, 1))
   raise ValueError(f'unknown schedule {o.schedule!r}; valid: constant, '
-                   'staircase_exp, discexp, cosine')
+                   'staircase_exp, discexp, step_50_75, cosine')
 
 
 def make_tx(cfg, params: Any, schedule: optax.Schedule

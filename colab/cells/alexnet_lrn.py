@@ -48,7 +48,6 @@ The same network and recipe twice, once with `use_lrn=False`. (Measured on
 the full 100-epoch runs, `docs/results.md`: 87.36% with, 87.39% without, a
 tie on one seed.) Smoke mode trains a narrow AlexNet on digits for 3 steps.''',
     '''import shutil
-from jaxcnn import train
 from jaxcnn import runs
 from jaxcnn.config_base import base_config, set_cifar_standard_input
 

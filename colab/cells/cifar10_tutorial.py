@@ -44,7 +44,6 @@ Sixteen training images as stored, and as the train step sees them
 import matplotlib.pyplot as plt
 import numpy as np
 from jaxcnn import summaries
-from jaxcnn import runs
 from jaxcnn.data import augment, sources
 
 splits = sources.load(c.dataset.name, data_dir=c.data_dir)
@@ -65,7 +64,7 @@ Every `summary_every_steps` a separate jitted pass writes TensorBoard
 histograms and sparsity of every layer's activations (e.g. local3), the
 gradients and weights, the distorted batch and the conv1 filters
 (`jaxcnn/summaries.py`); the ordinary step stays as fast as before.''',
-    '''from jaxcnn import train
+    '''from jaxcnn import runs
 results = runs.train(c, workdir)''',
     '''%md
 ## 3. Raw vs moving-average (EMA) weights

@@ -15,7 +15,6 @@ starts from this run's checkpoint through
 `python -m jaxcnn.compress --workdir BASE --method M --output OUT`, which
 fine-tunes briefly and writes a real artifact file and a report.''',
     '''import json, shutil, subprocess
-from jaxcnn import train
 from jaxcnn import runs
 from jaxcnn.config_base import base_config, set_cifar_tutorial_input
 

@@ -22,7 +22,6 @@ print(jax.device_count(), 'devices:', jax.devices())''',
 global batch is split along `data`, so each device holds batch/8 rows.''',
     '''import numpy as np
 from jaxcnn import parallel
-from jaxcnn import runs
 from jaxcnn.data import pipeline
 
 mesh = parallel.make_mesh()
@@ -39,7 +38,7 @@ The same train step as on one device: `jit` with the batch sharded over
 `data`; XLA inserts the gradient all-reduce. `parallel='pmap'` runs the TF
 tutorial's explicit towers (`shard_map` + `pmean`) instead.''',
     '''import json
-from jaxcnn import train
+from jaxcnn import runs
 from jaxcnn.config_base import base_config
 
 

@@ -35,7 +35,7 @@ shutil.rmtree(workdir, ignore_errors=True)  # a fresh run, not a resume''',
 ## 2. Train
 The same function `python -m jaxcnn.main` calls: one jitted train step
 (augmentation, forward, loss, update), evaluation and orbax checkpoints.''',
-    '''from jaxcnn import train
+    '''from jaxcnn import runs
 results = runs.train(c, workdir)
 print(results['params'])''',
     '''%md
@@ -49,7 +49,6 @@ display(Image(os.path.join(workdir, 'confusion_matrix.png')))''',
 Restore the last checkpoint and classify twelve test images (red: wrong).''',
     '''import numpy as np
 from jaxcnn import checkpoint, experiment, parallel, plots
-from jaxcnn import runs
 from jaxcnn.data import augment, datasets, sources
 
 splits = sources.load(c.dataset.name, data_dir=c.data_dir)
