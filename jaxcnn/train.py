@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -16,6 +17,8 @@ import sys
 from typing import Any
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
 from jaxcnn import checkpoint, evaluate, experiment, parallel, steps
 from jaxcnn import plugins as plugins_lib
@@ -226,10 +229,21 @@ def _stream(run: _Run):
   the iterator state saved with the checkpoint must be of the same data."""
   it = streaming.open_train(run.config, run.start, jax.process_index(),
                             jax.process_count())
+  if jax.process_count() > 1:  # every host must have scanned the same data
+    digest = hashlib.sha256(str(it.get_state()['source']).encode()).digest()
+    multihost_utils.assert_equal(
+        np.frombuffer(digest[:8], np.int64),
+        'hosts see different streamed data (same dataset.root contents on '
+        'every host?)')
   if run.start:
     saved = run.ckpt.custom_metadata(run.start).get(DATA_STATE_KEY)
-    if saved:
-      it.set_state(dict(saved, next_step=run.start))
+    try:
+      if saved:
+        it.set_state(dict(saved, next_step=run.start))
+    except ValueError as e:
+      raise CheckpointError(f'cannot resume {run.workdir} at step '
+                            f'{run.start}: the streamed data changed since '
+                            f'it was saved: {e}') from None
   run.stream = it
   return it
 

@@ -70,3 +70,12 @@ def test_streamed_folder_trains_resumes_exactly_and_is_readable(
   img = next(os.scandir(os.path.join(folder, 'val', 'cat'))).path
   from jaxcnn import predict
   assert predict.main(['--workdir', straight, img]) == 0
+  # The folder changed under the run: resuming is refused in one line
+  # (the checkpoint's iterator state names other data), nothing trained.
+  import shutil
+  shutil.copy(img, os.path.join(folder, 'train', 'cat', 'copy.jpg'))
+  p = _main(straight, folder, '--config.num_train_steps=9',
+            '--config.resume_override=num_train_steps')
+  assert p.returncode == 2, p.stderr[-2000:]
+  assert 'the streamed data changed since it was saved' in p.stderr
+  assert 'Traceback' not in p.stderr

@@ -8,7 +8,7 @@
                     canonical Huffman codes (huffman.py, storage 'huffman').
 
 A config with compress.method='deep_compression' runs it
-(train.train_and_evaluate hands such configs here), as does
+(jaxcnn.runs.train hands such configs here), as does
 `python -m jaxcnn.compress --method deep_compression`. Nothing is lost on
 failure: each stage is a normal run that resumes from its own checkpoints,
 a stage with a compression_report.json is finished and skipped, and stage
