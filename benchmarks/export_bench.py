@@ -38,7 +38,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import numpy as np  # noqa: E402
 
-from jaxcnn import experiment, predict  # noqa: E402
+from jaxcnn import experiment, predict, reopen  # noqa: E402
 from jaxcnn.compress import apply, artifact_model  # noqa: E402
 from jaxcnn.export import convert, families, runtime  # noqa: E402
 
@@ -67,7 +67,7 @@ class Reference:
   """jaxcnn's own XLA eval path of a workdir, host numpy probabilities."""
 
   def __init__(self, workdir: str):
-    config = predict.load_config(workdir)
+    config = reopen.config_of(workdir)
     self.method = families.method_of(config)
     self.config = config
     if self.method:
@@ -90,7 +90,7 @@ def export_all(workdirs, out: str, batches, sparse: bool,
   """{label: {name: path}}."""
   paths = {}
   for w in workdirs:
-    label, method = label_of(w), families.method_of(predict.load_config(w))
+    label, method = label_of(w), families.method_of(reopen.config_of(w))
     paths[label] = {}
     for name, fmt, q, b, sp in variants(method, batches, sparse):
       ext = 'stablehlo' if fmt == 'stablehlo' else 'tflite'

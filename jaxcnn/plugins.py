@@ -34,7 +34,6 @@ import dataclasses
 from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 
 PyTree = Any
 
@@ -182,7 +181,3 @@ def eval_params(plugins, params):
   for p in plugins:
     params = p.eval_params(params)
   return params
-
-
-def zero() -> jax.Array:
-  return jnp.zeros((), jnp.float32)

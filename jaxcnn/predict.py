@@ -187,11 +187,6 @@ def read_image(path: str, hw: tuple[int, int], channels: int,
                        f'({_one_line(e)})') from None
 
 
-def load_config(workdir: str):
-  """The run's config (reopen.config_of: ConfigError without config.json)."""
-  return reopen.config_of(workdir)
-
-
 class Predictor:
   """A workdir's newest intact checkpoint, rebuilt as training saved it
   (jaxcnn/reopen.py: model and plugins, e.g. a compression run's method or

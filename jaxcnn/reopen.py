@@ -69,8 +69,8 @@ def is_driver_output(config) -> bool:
   return config.compress.method == 'deep_compression'
 
 
-def build(config, mesh=None) -> plugins_lib.Build:
-  """Model and state template of `config`, with its plugins (restore-only)."""
+def build(config, mesh=None) -> tuple[plugins_lib.Build, list]:
+  """(model and state template of `config`, its plugins), restore-only."""
   mesh = mesh or parallel.make_mesh()
   plugins = compress_plugins.from_config(config, restore_only=True)
   return experiment.build(config, mesh, plugins, restore_only=True), plugins

@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import signal
 import sys
 from typing import Any
 
@@ -25,46 +24,15 @@ from jaxcnn import plugins as plugins_lib
 from jaxcnn import summaries
 from jaxcnn import workdir as run_dir
 from jaxcnn.data import augment, device_data, pipeline, streaming
-from jaxcnn.errors import (CheckpointError, ConfigError, JaxcnnError,
-                           NonFiniteError)
+from jaxcnn.errors import CheckpointError, ConfigError, NonFiniteError
 from jaxcnn.losses import param_mask
 from jaxcnn.metrics import METRICS_FILE, Reporter, is_time
 from jaxcnn.models import flops
 from jaxcnn.ops import cpu_options
+from jaxcnn.signals import Interrupted, SignalFlag
 
-# Exit code when SIGTERM/SIGINT stopped training after a final checkpoint.
-EXIT_INTERRUPTED = 3
 # Checkpoint metadata key of a streamed dataset's iterator state.
 DATA_STATE_KEY = 'data_iterator'
-
-
-class Interrupted(JaxcnnError):
-  """Training stopped by a signal after saving a checkpoint."""
-  exit_code = EXIT_INTERRUPTED
-
-
-class _SignalFlag:
-  """Records SIGTERM/SIGINT so the loop can stop at a step boundary."""
-
-  def __init__(self):
-    self.signum = None
-    self._old = {}
-
-  def __enter__(self):
-    for s in (signal.SIGTERM, signal.SIGINT):
-      try:
-        self._old[s] = signal.signal(s, self._handle)
-      except ValueError:  # not the main thread (e.g. a notebook worker)
-        pass
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    self.signum = signum
-
-  def __exit__(self, *exc):
-    for s, h in self._old.items():
-      signal.signal(s, h)
 
 
 def make_train_fn(model, tx, schedule, config, params_shape, mesh,
@@ -357,7 +325,7 @@ def _loop(run: _Run):
   batches, summary_batch = _batches(run)
   reporter = _reporter(run)
   try:
-    with _SignalFlag() as sig:
+    with SignalFlag() as sig:
       for step in range(run.start + 1, total + 1):
         batch = next(batches)
         if run.summary_fn is not None and is_time(step,

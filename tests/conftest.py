@@ -35,3 +35,10 @@ def tiny_config():
   c.checkpoint_every_steps = 3
   c.end_plots = False  # the quickstart's PNGs cost seconds per run
   return c
+
+
+@pytest.fixture(scope='module')
+def digits():
+  """scikit-learn's embedded 8x8 digits (Splits), loaded once per module."""
+  from jaxcnn.data import sources
+  return sources.load('digits')

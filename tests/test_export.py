@@ -38,12 +38,6 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def digits():
-  from jaxcnn.data import sources
-  return sources.load('digits')
-
-
-@pytest.fixture(scope='module')
 def reference(workdir, digits):
   """jaxcnn's own predictions on the 360 test digits."""
   from jaxcnn import predict

@@ -82,12 +82,6 @@ def _hand_made(method: str, svd: str, dest: str) -> str:
 
 
 @pytest.fixture(scope='module')
-def digits():
-  from jaxcnn.data import sources
-  return sources.load('digits')
-
-
-@pytest.fixture(scope='module')
 def artifacts(runs):
   return {m: artifact_model.load(os.path.join(runs[m], 'model.jxcz'))
           for m in (*FAMILIES, *HAND_MADE)}

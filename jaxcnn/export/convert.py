@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn import experiment, predict, steps
+from jaxcnn import experiment, predict, reopen, steps
 from jaxcnn.data import augment
 from jaxcnn.errors import CheckpointError
 from jaxcnn.export import (FORMATS, QUANTIZE, SIDECAR_VERSION, SUPPORTED,
@@ -92,7 +92,7 @@ def load_run(workdir: str, weights: str = 'auto', fmt: str = 'stablehlo',
              quantize: str = 'none') -> Run:
   """A plain workdir's latest verified checkpoint, or a compression
   workdir's artifact (families.py), as an exportable function."""
-  config = predict.load_config(workdir)
+  config = reopen.config_of(workdir)
   method = families.method_of(config)
   if method:
     return families.load_artifact_run(workdir, config, method, fmt, quantize,
