@@ -38,6 +38,9 @@ class Proc:
     env.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # TF start-up noise only
     if key.startswith('tf'):  # TF's own default (oneDNN on), whatever the
       env.pop('TF_ENABLE_ONEDNN_OPTS', None)  # parent's environment says
+    # jaxcnn's process keeps freed memory as its CLI does (jaxcnn/hostmem.py);
+    # the references keep their runtime's default allocator behaviour.
+    env['JAXCNN_HOST_MALLOC'] = 'keep' if key == 'jaxcnn' else 'default'
     self.proc = subprocess.Popen(
         [sys.executable, '-m', 'benchmarks.worker'], cwd=ROOT, env=env,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -19,6 +19,7 @@ from jaxcnn import experiment, parallel, steps, train
 from jaxcnn.config_base import load_sibling
 from jaxcnn.data import augment, datasets, pipeline
 from jaxcnn.models import flops
+from jaxcnn.ops import cpu_options
 
 # Benchmarked model -> the config file (and argument) it is trained with.
 MODEL_CONFIGS = {
@@ -95,7 +96,9 @@ class JaxRunner:
     self.config = config
     mesh = parallel.make_mesh(1, jax.devices()[:1])
     self.mesh = mesh
-    model = experiment.build_model(config)
+    # The conv library training would use here (oneDNN on one CPU device).
+    model = experiment.build_model(
+        config, cpu_options.model_conv(config.xla_cpu_conv, mesh))
     tx, schedule = experiment.make_optimizer(config, model,
                                              experiment.Plan(1000, 10**6))
     self.state = experiment.init_state(config, model, tx, mesh)

@@ -25,6 +25,8 @@ import sys
 import time
 import traceback
 
+from jaxcnn import hostmem
+
 
 def _log(msg: str) -> None:
   print(f'[worker {os.getpid()}] {msg}', file=sys.stderr, flush=True)
@@ -127,6 +129,9 @@ _OPS = ('peak', 'build', 'warmup', 'train', 'eval', 'close')
 
 
 def main() -> int:
+  # As the jaxcnn CLI, before any thread allocates; a no-op for reference
+  # workers (isolated.Proc sets JAXCNN_HOST_MALLOC=default for them).
+  hostmem.keep_freed_memory()
   proto = os.fdopen(os.dup(1), 'w')  # the answers' private channel
   os.dup2(2, 1)                      # everything else printed -> stderr
   worker = Worker()

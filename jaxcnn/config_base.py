@@ -79,10 +79,11 @@ def base_config() -> ml_collections.ConfigDict:
   # forward/backward; params, optimizer, loss, EMA, eval stay float32).
   # For GPUs/TPUs: on CPU, XLA emulates bf16 and it is slower.
   c.precision = 'float32'
-  # XLA:CPU library for the train step's convolutions: 'eigen' (measured
-  # faster backward convs, docs/performance.md) or 'ynnpack' (jaxlib's
-  # default). Ignored on GPU/TPU.
-  c.xla_cpu_conv = 'eigen'
+  # CPU convolution library: 'auto' (oneDNN when it loads and the mesh is
+  # one CPU device, else Eigen), 'onednn', 'eigen' or 'ynnpack' (jaxlib's
+  # default); measured in docs/performance.md, jaxcnn/ops/cpu_options.py.
+  # Ignored on GPU/TPU.
+  c.xla_cpu_conv = 'auto'
 
   c.log_every_steps = 100          # train metrics + the tutorial's log line
   c.write_summaries = True         # TensorBoard event files via clu (False: log only)

@@ -21,6 +21,7 @@ from jaxcnn import state as state_lib
 from jaxcnn.data import augment, datasets, sources, streaming
 from jaxcnn.errors import ConfigError
 from jaxcnn.losses import param_mask, path_str
+from jaxcnn.ops import cpu_options
 
 
 def model_kwargs(config) -> dict[str, Any]:
@@ -30,11 +31,17 @@ def model_kwargs(config) -> dict[str, Any]:
           for k, v in kw.items()}
 
 
-def build_model(config):
+def build_model(config, conv: str = 'xla'):
+  """The config's model. conv: 'onednn' sends the convolutions of models
+  with a `conv` field through jaxcnn/ops/conv.py (build() decides, from the
+  mesh); 'xla' (the default: export, analysis, compression) keeps lax's."""
   info = streaming.dataset_info(config)
+  kw = model_kwargs(config)
+  if conv != 'xla' and models.has_field(config.model.name, 'conv'):
+    kw['conv'] = conv
   try:
     return models.get_model(config.model.name, num_classes=info.num_classes,
-                            **model_kwargs(config))
+                            **kw)
   except TypeError as e:  # an override that is not a field of the model
     raise ConfigError(f'config.model does not fit model '
                       f'{config.model.name!r}: {e}') from None
@@ -163,7 +170,8 @@ def build(config, mesh, plugins=(), p: Plan | None = None,
   """Model, optimizer and state (template) after every plugin's set-up.
   `p` None: a one-step plan (shapes don't depend on the schedule's length),
   for readers that only restore."""
-  model = plugins_lib.wrap_model(plugins, build_model(config))
+  conv = cpu_options.model_conv(config.xla_cpu_conv, mesh)
+  model = plugins_lib.wrap_model(plugins, build_model(config, conv))
   tx, schedule = make_optimizer(config, model, p or Plan(1, 1))
   state = init_state(config, model, tx, mesh)
   return plugins_lib.run_setup(plugins, plugins_lib.Build(

@@ -1,8 +1,8 @@
 """Speed options against the plain implementation (docs/performance.md).
 
-* xla_cpu_conv='eigen' (the CPU default) vs 'ynnpack' (jaxlib's default):
-  the same train step, different convolution kernels, so equal up to float
-  summation order.
+* xla_cpu_conv='eigen' vs 'ynnpack' (jaxlib's default): the same train
+  step, different convolution kernels, so equal up to float summation order
+  ('auto'/'onednn', the oneDNN path, is tests/test_conv_onednn.py).
 * precision='bfloat16' is a config option that changes numerics on purpose:
   checked to stay close to float32 and to keep float32 master weights.
 """
@@ -46,15 +46,16 @@ def config(tiny_config):
 
 @pytest.fixture(scope='module')
 def plain_run():
-  """The default CPU step (float32, Eigen convs), shared by two tests."""
+  """The float32 CPU step on Eigen convs, shared by two tests."""
   from configs import quickstart
   c = quickstart.get_config()
   c.batch_size = 8
+  c.xla_cpu_conv = 'eigen'
   return _run(c)
 
 
 def test_eigen_conv_matches_ynnpack(config, plain_run):
-  assert config.xla_cpu_conv == 'eigen'  # the CPU default
+  assert config.xla_cpu_conv == 'auto'  # the CPU default
   b = config.copy_and_resolve_references()
   b.xla_cpu_conv = 'ynnpack'
   sa, la, _ = plain_run
@@ -68,6 +69,7 @@ def test_cpu_options_only_on_cpu():
   opts = cpu_options.train_compiler_options('cpu', 'eigen')
   assert opts == {'xla_cpu_experimental_ynn_fusion_type':
                   'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'}
+  assert cpu_options.train_compiler_options('cpu', 'auto') == opts
   assert cpu_options.train_compiler_options('cpu', 'ynnpack') is None
   assert cpu_options.train_compiler_options('gpu', 'eigen') is None
   with pytest.raises(ValueError, match='xla_cpu_conv'):

@@ -36,7 +36,7 @@ import ml_collections
 from absl import flags
 from ml_collections.config_flags import config_path, tuple_parser
 
-from jaxcnn import experiment, runs
+from jaxcnn import experiment, hostmem, runs
 from jaxcnn import workdir as run_dir
 from jaxcnn.compress import distill_report, ranges, structured
 from jaxcnn.data import datasets
@@ -285,4 +285,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
+  hostmem.keep_freed_memory()  # before any thread allocates (hostmem.py)
   sys.exit(main())

@@ -41,6 +41,13 @@ def get_model(name: str, **overrides: Any) -> nn.Module:
   return _REGISTRY[name](**overrides)
 
 
+def has_field(name: str, field: str) -> bool:
+  """Whether registered model `name` has dataclass field `field`."""
+  make = _REGISTRY[name]
+  cls = make.func if isinstance(make, functools.partial) else make
+  return field in getattr(cls, '__dataclass_fields__', {})
+
+
 register('lenet5', lenet.LeNet5)
 register('lenet5_classic', lenet.LeNet5Classic)
 register('lenet5_classic_sparse', functools.partial(

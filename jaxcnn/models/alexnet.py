@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 
 from jaxcnn.models.layers import LRN, activation_layer, max_pool_ceil
+from jaxcnn.ops import conv as conv_ops
 from jaxcnn.ops.pooling import max_pool
 
 # Paper §5: weights N(0, 0.01); biases 1 in conv2, conv4, conv5 and the
@@ -55,6 +56,7 @@ class AlexNet(nn.Module):
   lrn_bias: float = 2.0
   lrn_alpha: float = 1e-4
   lrn_beta: float = 0.75
+  conv: str = 'xla'  # conv library on CPU: 'xla' or 'onednn' (ops/conv.py)
   init_scheme: str = 'lecun'  # or 'paper'
 
   def _pool(self, x: jax.Array) -> jax.Array:
@@ -100,6 +102,7 @@ class AlexNet(nn.Module):
       groups = self.groups if name in ('conv2', 'conv4', 'conv5') else 1
       x = act(nn.Conv(f, (k, k), strides=stride, padding=pad,
                       feature_group_count=groups, name=name,
+                      conv_general_dilated=conv_ops.conv_fn(self.conv),
                       **self._inits(name))(x))
       if i < 2:
         x = norm_pool(x, f'norm{i + 1}')

@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 
 from jaxcnn.models.layers import LRN
+from jaxcnn.ops import conv as conv_ops
 from jaxcnn.ops.pooling import max_pool
 
 _tn = nn.initializers.truncated_normal
@@ -25,18 +26,22 @@ def _pool(x: jax.Array) -> jax.Array:
   return max_pool(x, (3, 3), (2, 2), 'SAME')
 
 
-def _features(x: jax.Array) -> jax.Array:
+def _features(x: jax.Array, conv: str) -> jax.Array:
   """conv1 -> pool1 -> norm1 -> conv2 -> norm2 -> pool2; 24x24x3 -> 6x6x64.
 
   Called inside a parent's compact method, so conv1/conv2 are top-level
   parameter names. The tutorial normalises *after* pooling in block 1 but
   *before* pooling in block 2; that asymmetry is kept.
+  `conv`: 'xla' or 'onednn' (jaxcnn/ops/conv.py).
   """
+  op = conv_ops.conv_fn(conv)
   x = nn.relu(nn.Conv(64, (5, 5), padding='SAME', kernel_init=_tn(5e-2),
-                      bias_init=_const(0.0), name='conv1')(x))
+                      bias_init=_const(0.0), name='conv1',
+                      conv_general_dilated=op)(x))
   x = _norm('norm1')(_pool(x))
   x = nn.relu(nn.Conv(64, (5, 5), padding='SAME', kernel_init=_tn(5e-2),
-                      bias_init=_const(0.1), name='conv2')(x))
+                      bias_init=_const(0.1), name='conv2',
+                      conv_general_dilated=op)(x))
   return _pool(_norm('norm2')(x))
 
 
@@ -46,11 +51,12 @@ class Cifar10Tutorial(nn.Module):
   At 24x24x3: 1,068,298 parameters, 18,470,784 conv+fc multiply-adds.
   """
   num_classes: int = 10
+  conv: str = 'xla'  # conv library on CPU: 'xla' or 'onednn' (ops/conv.py)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train  # no dropout or BN in the tutorial model
-    x = _features(x)
+    x = _features(x, self.conv)
     x = x.reshape((x.shape[0], -1))
     x = nn.relu(nn.Dense(384, kernel_init=_tn(0.04), bias_init=_const(0.1),
                          name='local3')(x))
@@ -70,11 +76,12 @@ class Cifar10TutorialLocal(nn.Module):
   """
   num_classes: int = 10
   local_features: tuple[int, int] = (64, 32)
+  conv: str = 'xla'
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train
-    x = _features(x)
+    x = _features(x, self.conv)
     for name, f in zip(('local3', 'local4'), self.local_features):
       x = nn.relu(nn.ConvLocal(f, (3, 3), padding='SAME',
                                kernel_init=_tn(0.04), bias_init=_const(0.1),

@@ -8,12 +8,15 @@ dropout never touches them.
 """
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxcnn.models.layers import get_activation, scaled_tanh
+from jaxcnn.ops import conv as conv_ops
 from jaxcnn.ops.pooling import max_pool
 
 # Table I of the paper: which of the 6 S2 maps feed each of the 16 C3 maps.
@@ -68,6 +71,7 @@ class LeNet5(nn.Module):
   num_classes: int = 10
   activation: str = 'relu'
   dropout_rate: float = 0.0  # applied before F6 and the output, never on logits
+  conv: str = 'xla'  # conv library on CPU: 'xla' or 'onednn' (ops/conv.py)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -75,11 +79,13 @@ class LeNet5(nn.Module):
       raise ValueError(f'LeNet-5 expects 32x32 input, got {x.shape[1:3]}; '
                        'pad MNIST by 2 (config.input.pad = 2)')
     act = get_activation(self.activation)
-    x = act(nn.Conv(6, (5, 5), padding='VALID', name='C1')(x))
+    conv = functools.partial(nn.Conv, padding='VALID',
+                             conv_general_dilated=conv_ops.conv_fn(self.conv))
+    x = act(conv(6, (5, 5), name='C1')(x))
     x = max_pool(x, (2, 2), (2, 2))
-    x = act(nn.Conv(16, (5, 5), padding='VALID', name='C3')(x))
+    x = act(conv(16, (5, 5), name='C3')(x))
     x = max_pool(x, (2, 2), (2, 2))
-    x = act(nn.Conv(120, (5, 5), padding='VALID', name='C5')(x))
+    x = act(conv(120, (5, 5), name='C5')(x))
     x = x.reshape((x.shape[0], -1))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = act(nn.Dense(84, name='F6')(x))

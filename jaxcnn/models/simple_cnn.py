@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 
 from jaxcnn.models.layers import activation_layer
+from jaxcnn.ops import conv as conv_ops
 from jaxcnn.ops.pooling import max_pool
 
 
@@ -19,12 +20,14 @@ class SimpleCNN(nn.Module):
   hidden: int = 128
   activation: str = 'relu'
   dropout_rate: float = 0.0  # on the hidden layer only, never on logits
+  conv: str = 'xla'  # conv library on CPU: 'xla' or 'onednn' (ops/conv.py)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     act = activation_layer(self.activation)
     for i, f in enumerate(self.features):
-      x = act(nn.Conv(f, (3, 3), padding='SAME', name=f'conv{i + 1}')(x))
+      x = act(nn.Conv(f, (3, 3), padding='SAME', name=f'conv{i + 1}',
+                      conv_general_dilated=conv_ops.conv_fn(self.conv))(x))
       x = max_pool(x, (2, 2), (2, 2))
     x = x.reshape((x.shape[0], -1))
     x = act(nn.Dense(self.hidden, name='fc1')(x))

@@ -1,30 +1,74 @@
-"""XLA:CPU compile options for the train step, picked by backend.
+"""The CPU convolution library of a train step, picked by backend and mesh.
 
-jaxlib 0.10.2 hands CPU convolutions and dots to YNNPACK by default. Its
-convolution is fine forwards but slow for the filter gradient, which XLA
-lowers to a convolution with a large (image-sized) window: measured 2-3x
-slower than XLA's own Eigen convolution on the CIFAR nets' conv2
-(docs/performance.md). Restricting YNNPACK to dots sends convolutions back to
-Eigen. The options are per executable (jit's `compiler_options`), so nothing
-global changes and GPU/TPU compiles never see them. Same math, different
-summation order: tests/test_perf_equivalence.py checks the results agree.
+config.xla_cpu_conv:
+  'auto'    oneDNN (jaxcnn/ops/conv.py) when its extension loads and the
+            mesh is one CPU device, else 'eigen'. The default.
+  'onednn'  oneDNN, and an error when it cannot be used.
+  'eigen'   XLA's Eigen convolutions.
+  'ynnpack' XLA's YNNPACK convolutions (jaxlib 0.10.2's own default).
+
+Measured on the 2-core dev CPU (docs/performance.md): oneDNN's forward and
+backward convolutions are ~2x faster than Eigen's on the CIFAR nets, and
+Eigen's backward convolutions 2-3x faster than YNNPACK's, whose filter
+gradient is a convolution with an image-sized window. Restricting YNNPACK
+to dots sends XLA's convolutions (those oneDNN does not take: grouped,
+dilated, bf16) back to Eigen. The options are per executable (jit's
+`compiler_options`), so nothing global changes and GPU/TPU compiles never
+see them. Same math, different summation order:
+tests/test_perf_equivalence.py and tests/test_conv_onednn.py check that the
+results agree.
+
+With the batch split over several devices, XLA's partitioner would replicate
+oneDNN's custom calls, so 'auto' keeps multi-device meshes on Eigen.
 """
 from __future__ import annotations
 
-CONV_LIBRARIES = ('eigen', 'ynnpack')
+from jaxcnn.ops import conv as conv_ops
+
+CONV_LIBRARIES = ('auto', 'onednn', 'eigen', 'ynnpack')
 
 _EIGEN_CONV = {'xla_cpu_experimental_ynn_fusion_type':
                'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'}
 
 
-def train_compiler_options(platform: str, conv: str) -> dict | None:
-  """jit compiler_options for a train step on `platform` ('cpu', 'gpu'...).
-
-  conv: config.xla_cpu_conv, 'eigen' or 'ynnpack' (XLA's default).
-  """
+def _check(conv: str) -> None:
   if conv not in CONV_LIBRARIES:
     raise ValueError(f'xla_cpu_conv must be one of {CONV_LIBRARIES}, '
                      f'got {conv!r}')
+
+
+def train_compiler_options(platform: str, conv: str) -> dict | None:
+  """jit compiler_options for a train step on `platform` ('cpu', 'gpu'...).
+
+  conv: config.xla_cpu_conv.
+  """
+  _check(conv)
   if platform != 'cpu' or conv == 'ynnpack':
     return None
   return dict(_EIGEN_CONV)
+
+
+def onednn_unavailable(conv: str, platform: str, n_devices: int) -> str:
+  """Why conv='onednn' cannot be used here ('' when it can)."""
+  _check(conv)
+  if platform != 'cpu':
+    return f'oneDNN convolutions are for CPU meshes, this one is {platform}'
+  if n_devices != 1:
+    return (f'oneDNN convolutions need a one-device mesh, this one has '
+            f'{n_devices} (XLA would replicate them)')
+  status = conv_ops.onednn_status()
+  return '' if status.ok else f'oneDNN is unavailable: {status.reason}'
+
+
+def model_conv(conv: str, mesh) -> str:
+  """'onednn' or 'xla': the `conv` field models get on `mesh`."""
+  _check(conv)
+  if conv in ('eigen', 'ynnpack'):
+    return 'xla'
+  why = onednn_unavailable(conv, mesh.devices.flat[0].platform,
+                           mesh.devices.size)
+  if not why:
+    return 'onednn'
+  if conv == 'onednn':
+    raise ValueError(f'xla_cpu_conv=onednn: {why}')
+  return 'xla'

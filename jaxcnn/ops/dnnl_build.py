@@ -1,0 +1,122 @@
+"""Builds and loads the oneDNN convolution handlers (dnnl_conv.cc) once.
+
+oneDNN comes from the `onednn` and `onednn-devel` wheels (requirements.txt),
+which install `libdnnl.so` under `<venv>/lib` and its headers under
+`<venv>/include`; `JAXCNN_DNNL_ROOT` may point at another prefix with the
+same layout. That build's CPU runtime is SYCL, whose CPU device is the
+OpenCL runtime from the `intel-opencl-rt` wheel; `OCL_ICD_FILENAMES` is set
+to it (unless already set) before oneDNN is first loaded.
+
+The shared library is compiled with the system C++ compiler (`$CXX`, else
+`g++`, ~4 s) into `~/.cache/jaxcnn/onednn/<hash>/` (`JAXCNN_CACHE_DIR`
+replaces `~/.cache/jaxcnn`), keyed by the source, the oneDNN library and
+jaxlib's version, and reused afterwards. Then the three XLA FFI targets are
+registered for the CPU platform (jaxcnn/ops/conv.py then checks a small
+convolution against XLA's). Any failure (no wheel, no compiler, a runtime that does not start)
+leaves `status()` false with the reason, and callers use XLA's convolution.
+"""
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import jax
+import jaxlib
+
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                      'dnnl_conv.cc')
+TARGETS = {'forward': 'JaxcnnDnnlConvForward',
+           'backward_data': 'JaxcnnDnnlConvBackwardData',
+           'backward_weights': 'JaxcnnDnnlConvBackwardWeights'}
+TARGET_PREFIX = 'jaxcnn_dnnl_conv_'
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+  ok: bool
+  reason: str           # why not, or the library used
+  version: str = ''
+
+
+def _root() -> str:
+  return os.environ.get('JAXCNN_DNNL_ROOT') or sys.prefix
+
+
+def _cache_dir() -> str:
+  base = os.environ.get('JAXCNN_CACHE_DIR') or os.path.join(
+      os.path.expanduser('~'), '.cache', 'jaxcnn')
+  return os.path.join(base, 'onednn')
+
+
+def _find(root: str) -> tuple[str, str]:
+  inc, lib = os.path.join(root, 'include'), os.path.join(root, 'lib')
+  if not os.path.exists(os.path.join(inc, 'dnnl.hpp')):
+    raise FileNotFoundError(f'no oneDNN headers (dnnl.hpp) in {inc}: '
+                            'pip install onednn-devel')
+  if not os.path.exists(os.path.join(lib, 'libdnnl.so')):
+    raise FileNotFoundError(f'no libdnnl.so in {lib}: pip install onednn')
+  return inc, lib
+
+
+def _library_path(inc: str, lib: str) -> str:
+  with open(SOURCE, 'rb') as f:
+    src = f.read()
+  h = hashlib.sha256(src)
+  for part in (os.path.realpath(os.path.join(lib, 'libdnnl.so')), inc,
+               jaxlib.__version__):
+    h.update(part.encode())
+  return os.path.join(_cache_dir(), h.hexdigest()[:16], 'libjaxcnn_dnnl.so')
+
+
+def _compile(inc: str, lib: str, out: str) -> None:
+  cxx = os.environ.get('CXX') or shutil.which('g++') or shutil.which('c++')
+  if not cxx:
+    raise FileNotFoundError('no C++ compiler (g++ or $CXX)')
+  os.makedirs(os.path.dirname(out), exist_ok=True)
+  fd, tmp = tempfile.mkstemp(suffix='.so', dir=os.path.dirname(out))
+  os.close(fd)
+  # DT_RPATH (not RUNPATH) so that libdnnl's own dependencies (TBB, SYCL,
+  # the Intel runtime, all beside it) resolve without LD_LIBRARY_PATH.
+  cmd = [cxx, '-O2', '-std=c++17', '-shared', '-fPIC', '-w', SOURCE,
+         '-I', jax.ffi.include_dir(), '-I', inc, '-L', lib,
+         f'-Wl,-rpath-link,{lib}', '-Wl,--disable-new-dtags',
+         f'-Wl,-rpath,{os.path.realpath(lib)}', '-ldnnl', '-o', tmp]
+  done = subprocess.run(cmd, capture_output=True, text=True)
+  if done.returncode:
+    os.unlink(tmp)
+    raise RuntimeError(f'{cxx} failed: {done.stderr.strip()[-800:]}')
+  os.replace(tmp, out)  # atomic: parallel builders each write their own tmp
+
+
+def _register(path: str) -> str:
+  lib = ctypes.CDLL(path)
+  for short, symbol in TARGETS.items():
+    jax.ffi.register_ffi_target(TARGET_PREFIX + short,
+                                jax.ffi.pycapsule(getattr(lib, symbol)),
+                                platform='cpu')
+  v = lib.jaxcnn_dnnl_version()
+  return f'{v // 10000}.{v // 100 % 100}.{v % 100}'
+
+
+@functools.lru_cache(maxsize=1)
+def status() -> Status:
+  """Builds (first time on this machine), loads and registers; cached."""
+  try:
+    inc, lib = _find(_root())
+    icd = os.path.join(lib, 'libintelocl.so')
+    if os.path.exists(icd):
+      os.environ.setdefault('OCL_ICD_FILENAMES', icd)
+    path = _library_path(inc, lib)
+    if not os.path.exists(path):
+      _compile(inc, lib, path)
+    version = _register(path)
+  except Exception as e:  # pylint: disable=broad-except
+    return Status(False, f'{type(e).__name__}: {e}')
+  return Status(True, path, version)

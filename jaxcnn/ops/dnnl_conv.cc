@@ -1,0 +1,224 @@
+// oneDNN 2-D convolutions as XLA FFI handlers, for jaxcnn/ops/conv.py.
+//
+// Layouts are JAX's: activations NHWC, kernels HWIO, float32. Three handlers
+// (forward, gradient w.r.t. the input, gradient w.r.t. the kernel) take the
+// strides and the explicit low/high paddings as attributes. Activations stay
+// NHWC (oneDNN's brgemm kernels take it directly); kernels are reordered to
+// the layout oneDNN picks, which costs little (they are small). Why these
+// layouts: measured per conv on the 2-core dev CPU, docs/performance.md.
+//
+// Primitives are cached per (kind, geometry); each call allocates its own
+// scratchpad, so the same primitive can run from two XLA threads at once.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+using dnnl::memory;
+using Tag = memory::format_tag;
+using F32 = ffi::Buffer<ffi::F32>;
+
+namespace {
+
+enum Kind { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
+
+// N, H, W, C, OH, OW, O, KH, KW, strides (2), pads lo (2), pads hi (2).
+using Key = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t,
+                       int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                       int64_t, int64_t, int64_t, int64_t>;
+
+struct Geometry {
+  memory::dims src, wei, dst, strides, pad_lo, pad_hi;
+};
+
+struct Cached {
+  dnnl::primitive prim;
+  memory::desc weights;     // the kernel (or its gradient) as oneDNN wants it
+  memory::desc scratchpad;
+};
+
+dnnl::engine& Engine() {
+  static dnnl::engine* engine = new dnnl::engine(dnnl::engine::kind::cpu, 0);
+  return *engine;
+}
+
+dnnl::stream& Stream() {
+  thread_local dnnl::stream stream(Engine());
+  return stream;
+}
+
+memory::desc Desc(const memory::dims& d, Tag tag) {
+  return memory::desc(d, memory::data_type::f32, tag);
+}
+
+dnnl::primitive_attr Attr() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+dnnl::convolution_forward::primitive_desc ForwardPd(const Geometry& g) {
+  return dnnl::convolution_forward::primitive_desc(
+      Engine(), dnnl::prop_kind::forward_training,
+      dnnl::algorithm::convolution_direct, Desc(g.src, Tag::nhwc),
+      Desc(g.wei, Tag::any), Desc(g.dst, Tag::nhwc), g.strides, g.pad_lo,
+      g.pad_hi, Attr());
+}
+
+Cached Build(Kind kind, const Geometry& g) {
+  auto fwd = ForwardPd(g);
+  if (kind == kForward) {
+    return {dnnl::convolution_forward(fwd), fwd.weights_desc(),
+            fwd.scratchpad_desc()};
+  }
+  if (kind == kBackwardData) {
+    dnnl::convolution_backward_data::primitive_desc pd(
+        Engine(), dnnl::algorithm::convolution_direct, Desc(g.src, Tag::nhwc),
+        Desc(g.wei, Tag::any), Desc(g.dst, Tag::nhwc), g.strides, g.pad_lo,
+        g.pad_hi, fwd, Attr());
+    return {dnnl::convolution_backward_data(pd), pd.weights_desc(),
+            pd.scratchpad_desc()};
+  }
+  dnnl::convolution_backward_weights::primitive_desc pd(
+      Engine(), dnnl::algorithm::convolution_direct, Desc(g.src, Tag::nhwc),
+      Desc(g.wei, Tag::any), Desc(g.dst, Tag::nhwc), g.strides, g.pad_lo,
+      g.pad_hi, fwd, Attr());
+  return {dnnl::convolution_backward_weights(pd), pd.diff_weights_desc(),
+          pd.scratchpad_desc()};
+}
+
+const Cached& Lookup(Kind kind, const Geometry& g) {
+  static std::mutex mu;
+  static auto* cache = new std::map<Key, Cached>();
+  Key key{kind,         g.src[0],     g.src[2],     g.src[3],
+          g.src[1],     g.dst[2],     g.dst[3],     g.dst[1],
+          g.wei[2],     g.wei[3],     g.strides[0], g.strides[1],
+          g.pad_lo[0],  g.pad_lo[1],  g.pad_hi[0],  g.pad_hi[1]};
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache->find(key);
+  if (it == cache->end()) it = cache->emplace(key, Build(kind, g)).first;
+  return it->second;
+}
+
+// x: N,H,W,C; w: KH,KW,C,O; y: N,OH,OW,O (oneDNN dims are N,C,H,W order).
+Geometry Geom(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w,
+              ffi::Span<const int64_t> y, int64_t sh, int64_t sw,
+              int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  return {{x[0], x[3], x[1], x[2]}, {w[3], w[2], w[0], w[1]},
+          {y[0], y[3], y[1], y[2]}, {sh, sw}, {pt, pl}, {pb, pr}};
+}
+
+// Runs `c.prim` with `args`; `kernel` is JAX's HWIO buffer, passed through a
+// reorder to (or, for the kernel gradient, from) oneDNN's layout.
+ffi::Error Run(const Cached& c, const Geometry& g, void* kernel,
+               std::unordered_map<int, memory> args, int kernel_arg) try {
+  auto& eng = Engine();
+  auto& strm = Stream();
+  // Per-thread buffers, grown as needed and reused: a fresh scratchpad per
+  // call would be page-faulted in every step.
+  thread_local std::vector<char> scratch, kernel_copy;
+  auto grow = [](std::vector<char>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+    return v.data();
+  };
+  memory user(Desc(g.wei, Tag::hwio), eng, kernel);
+  memory lib = c.weights == user.get_desc()
+                   ? user
+                   : memory(c.weights, eng,
+                            grow(kernel_copy, c.weights.get_size()));
+  bool to_lib = kernel_arg == DNNL_ARG_WEIGHTS;
+  if (to_lib && lib != user) dnnl::reorder(user, lib).execute(strm, user, lib);
+  args[kernel_arg] = lib;
+  args[DNNL_ARG_SCRATCHPAD] =
+      memory(c.scratchpad, eng, grow(scratch, c.scratchpad.get_size() + 1));
+  c.prim.execute(strm, args);
+  if (!to_lib && lib != user) dnnl::reorder(lib, user).execute(strm, lib, user);
+  strm.wait();
+  return ffi::Error::Success();
+} catch (const dnnl::error& e) {
+  return ffi::Error(ffi::ErrorCode::kInternal,
+                    std::string("oneDNN convolution: ") + e.what());
+}
+
+ffi::Error Forward(F32 x, F32 w, ffi::Result<F32> y, int64_t sh, int64_t sw,
+                   int64_t pt, int64_t pb, int64_t pl, int64_t pr) try {
+  Geometry g = Geom(x.dimensions(), w.dimensions(), y->dimensions(), sh, sw,
+                    pt, pb, pl, pr);
+  const Cached& c = Lookup(kForward, g);
+  auto& eng = Engine();
+  return Run(c, g, w.untyped_data(),
+             {{DNNL_ARG_SRC, memory(Desc(g.src, Tag::nhwc), eng,
+                                    x.untyped_data())},
+              {DNNL_ARG_DST, memory(Desc(g.dst, Tag::nhwc), eng,
+                                    y->untyped_data())}},
+             DNNL_ARG_WEIGHTS);
+} catch (const dnnl::error& e) {
+  return ffi::Error(ffi::ErrorCode::kInternal,
+                    std::string("oneDNN convolution: ") + e.what());
+}
+
+ffi::Error BackwardData(F32 dy, F32 w, ffi::Result<F32> dx, int64_t sh,
+                        int64_t sw, int64_t pt, int64_t pb, int64_t pl,
+                        int64_t pr) try {
+  Geometry g = Geom(dx->dimensions(), w.dimensions(), dy.dimensions(), sh, sw,
+                    pt, pb, pl, pr);
+  const Cached& c = Lookup(kBackwardData, g);
+  auto& eng = Engine();
+  return Run(c, g, w.untyped_data(),
+             {{DNNL_ARG_DIFF_DST, memory(Desc(g.dst, Tag::nhwc), eng,
+                                         dy.untyped_data())},
+              {DNNL_ARG_DIFF_SRC, memory(Desc(g.src, Tag::nhwc), eng,
+                                         dx->untyped_data())}},
+             DNNL_ARG_WEIGHTS);
+} catch (const dnnl::error& e) {
+  return ffi::Error(ffi::ErrorCode::kInternal,
+                    std::string("oneDNN convolution: ") + e.what());
+}
+
+ffi::Error BackwardWeights(F32 x, F32 dy, ffi::Result<F32> dw, int64_t sh,
+                           int64_t sw, int64_t pt, int64_t pb, int64_t pl,
+                           int64_t pr) try {
+  Geometry g = Geom(x.dimensions(), dw->dimensions(), dy.dimensions(), sh, sw,
+                    pt, pb, pl, pr);
+  const Cached& c = Lookup(kBackwardWeights, g);
+  auto& eng = Engine();
+  return Run(c, g, dw->untyped_data(),
+             {{DNNL_ARG_SRC, memory(Desc(g.src, Tag::nhwc), eng,
+                                    x.untyped_data())},
+              {DNNL_ARG_DIFF_DST, memory(Desc(g.dst, Tag::nhwc), eng,
+                                         dy.untyped_data())}},
+             DNNL_ARG_DIFF_WEIGHTS);
+} catch (const dnnl::error& e) {
+  return ffi::Error(ffi::ErrorCode::kInternal,
+                    std::string("oneDNN convolution: ") + e.what());
+}
+
+#define JAXCNN_CONV_ATTRS(binding)                                     \
+  binding.Attr<int64_t>("sh").Attr<int64_t>("sw").Attr<int64_t>("pt") \
+      .Attr<int64_t>("pb").Attr<int64_t>("pl").Attr<int64_t>("pr")
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    JaxcnnDnnlConvForward, Forward,
+    JAXCNN_CONV_ATTRS(ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    JaxcnnDnnlConvBackwardData, BackwardData,
+    JAXCNN_CONV_ATTRS(ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    JaxcnnDnnlConvBackwardWeights, BackwardWeights,
+    JAXCNN_CONV_ATTRS(ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>()));
+
+// Loaded through ctypes: the oneDNN version, to check the library works.
+extern "C" int jaxcnn_dnnl_version() {
+  const dnnl_version_t* v = dnnl_version();
+  return v->major * 10000 + v->minor * 100 + v->patch;
+}
