@@ -18,6 +18,7 @@ import collections
 import glob
 import importlib
 import os
+import re
 import sys
 import tempfile
 import time
@@ -51,6 +52,12 @@ def op_times(trace_dir: str) -> collections.Counter:
   return total
 
 
+def custom_call_targets(hlo_text: str) -> dict[str, str]:
+  """HLO op name -> custom-call target (oneDNN convs show as ffi_call.N)."""
+  found = re.findall(r'%(\S+) = .*custom_call_target="([^"]+)"', hlo_text)
+  return dict(found)
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--model', default='cifar10_tutorial',
@@ -82,6 +89,8 @@ def main(argv=None) -> int:
   if a.hlo:
     with open(a.hlo, 'w') as f:
       f.write((runner._eval if a.eval else runner._train).as_text())
+  compiled = runner._eval if a.eval else runner._train
+  targets = custom_call_targets(compiled.as_text())
   step = runner.eval if a.eval else runner.train
   step(2)  # warm-up
   trace_dir = a.trace_dir or tempfile.mkdtemp(prefix='jaxcnn-profile-')
@@ -98,8 +107,9 @@ def main(argv=None) -> int:
         f'threads; trace in {trace_dir}')
   print(f'{"ms/step":>9} {"share":>6}  op')
   for name, ps in total.most_common(a.top):
+    label = f' ({targets[name]})' if name in targets else ''
     print(f'{ps / a.steps / 1e9:9.2f} {100 * ps / a.steps / step_ps:5.1f}%  '
-          f'{name}')
+          f'{name}{label}')
   return 0
 
 

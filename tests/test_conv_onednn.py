@@ -144,17 +144,20 @@ def test_vmap_and_jit_under_grad(onednn):
 
 @pytest.mark.parametrize('name,shape', [
     ('cifar10_tutorial', (3, 24, 24, 3)), ('lenet5', (2, 32, 32, 1)),
-    ('simple_cnn', (2, 16, 16, 3)), ('alexnet_cifar', (2, 32, 32, 3))])
+    ('simple_cnn', (2, 16, 16, 3)), ('alexnet_cifar', (2, 32, 32, 3)),
+    ('resnet20_cifar', (2, 16, 16, 3))])
 def test_models_agree_between_conv_libraries(onednn, name, shape):
   """Same parameters, same logits and gradients with either library."""
   a = models.get_model(name, num_classes=10, conv='onednn')
   b = models.get_model(name, num_classes=10, conv='xla')
   x = jax.random.normal(jax.random.key(0), shape)
-  params = b.init({'params': jax.random.key(1), 'dropout': jax.random.key(2)},
-                  x)['params']
+  variables = b.init({'params': jax.random.key(1),
+                      'dropout': jax.random.key(2)}, x)
+  params = variables['params']
+  rest = {k: v for k, v in variables.items() if k != 'params'}  # BN stats
   def loss(m):
     return jax.jit(jax.value_and_grad(lambda p: jnp.sum(
-        jax.nn.log_softmax(m.apply({'params': p}, x))[:, 3])))
+        jax.nn.log_softmax(m.apply({'params': p, **rest}, x))[:, 3])))
   (la, ga), (lb, gb) = loss(a)(params), loss(b)(params)
   np.testing.assert_allclose(la, lb, rtol=1e-4)
   for u, v in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
@@ -313,3 +316,21 @@ def test_flax_conv_takes_the_function(onednn):
   y = jax.jit(m.apply)(p, x)
   assert y.shape == (2, 4, 4, 2)
   assert 'jaxcnn_dnnl' in jax.jit(m.apply).lower(p, x).as_text()
+
+
+def test_status_first_asked_inside_a_trace(onednn):
+  """A model built inside jit asks for oneDNN first: the self-check must run
+  eagerly there, not fail on tracers and cache a false 'unavailable'."""
+  code = textwrap.dedent('''
+      import jax
+      from jaxcnn.ops import conv
+      def f(x):
+        conv.conv_fn('onednn')
+        return x * 2
+      assert float(jax.jit(f)(1.0)) == 2.0
+      st = conv.onednn_status()
+      assert st.ok, st
+      print('ok')''')
+  out = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0 and out.stdout.strip().endswith('ok'), out.stderr

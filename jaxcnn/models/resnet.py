@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.models.layers import get_activation, he_fan_out
+from jaxcnn.ops import conv as conv_ops
 from jaxcnn.ops.fusion import materialize
 
 _INITS = {
@@ -48,6 +49,7 @@ class ConvBN(nn.Module):
   strides: int = 1
   activation: str | None = 'relu'
   kernel_init: str = 'fan_out'
+  conv: str = 'xla'  # conv library on CPU: 'xla' or 'onednn' (ops/conv.py)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -57,7 +59,8 @@ class ConvBN(nn.Module):
     k = self.kernel_size
     x = nn.Conv(self.features, (k, k), strides=self.strides,
                 padding=[((k - 1) // 2, k // 2)] * 2, use_bias=False,
-                kernel_init=_INITS[self.kernel_init], name='conv')(x)
+                kernel_init=_INITS[self.kernel_init], name='conv',
+                conv_general_dilated=conv_ops.conv_fn(self.conv))(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                      epsilon=1e-5, name='bn')(x)
     return x if self.activation is None else get_activation(self.activation)(x)
@@ -77,22 +80,23 @@ class BasicBlock(nn.Module):
   shortcut: str = 'A'
   cpu_materialize: bool = True
   kernel_init: str = 'fan_out'
+  conv: str = 'xla'
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     # Only the backward pass has the transposes; in eval it would cost ~7%.
     keep = materialize if self.cpu_materialize and train else (lambda v: v)
-    init = self.kernel_init
+    init, conv = self.kernel_init, self.conv
     y = keep(ConvBN(self.features, 3, self.strides, kernel_init=init,
-                    name='conv1')(x, train))
+                    conv=conv, name='conv1')(x, train))
     y = ConvBN(self.features, 3, activation=None, kernel_init=init,
-               name='conv2')(y, train)
+               conv=conv, name='conv2')(y, train)
     if self.strides != 1 or x.shape[-1] != self.features:
       if self.shortcut == 'A':
         x = shortcut_a(x, self.features, self.strides)
       elif self.shortcut == 'B':
         x = ConvBN(self.features, 1, self.strides, activation=None,
-                   kernel_init=init, name='projection')(x, train)
+                   kernel_init=init, conv=conv, name='projection')(x, train)
       else:
         raise ValueError(f"shortcut must be 'A' or 'B', got {self.shortcut!r}")
     return keep(nn.relu(x + y))
@@ -106,6 +110,7 @@ class CifarResNet(nn.Module):
   shortcut: str = 'A'
   cpu_materialize: bool = True
   kernel_init: str = 'fan_out'
+  conv: str = 'xla'  # conv library on CPU: 'xla' or 'onednn' (ops/conv.py)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -114,12 +119,13 @@ class CifarResNet(nn.Module):
     n = (self.depth - 2) // 6
     keep = materialize if self.cpu_materialize and train else (lambda v: v)
     x = keep(ConvBN(self.width, 3, kernel_init=self.kernel_init,
-                    name='stem')(x, train))
+                    conv=self.conv, name='stem')(x, train))
     for stage in range(3):
       for j in range(n):
         strides = 2 if stage > 0 and j == 0 else 1
         x = BasicBlock(self.width * 2**stage, strides, self.shortcut,
                        self.cpu_materialize, self.kernel_init,
+                       conv=self.conv,
                        name=f'stage{stage + 1}_{j + 1}')(x, train)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, name='classifier')(x)

@@ -133,7 +133,12 @@ def conv_fn(impl: str):
   """The function a model passes to flax's Conv for `impl` in IMPLS."""
   if impl not in IMPLS:
     raise ValueError(f'conv impl must be one of {IMPLS}, got {impl!r}')
-  return conv_general_dilated if impl == 'onednn' else lax.conv_general_dilated
+  if impl == 'xla':
+    return lax.conv_general_dilated
+  status = onednn_status()  # registers the FFI targets before any lowering
+  if not status.ok:
+    raise ValueError(f'conv impl onednn: {status.reason}')
+  return conv_general_dilated
 
 
 @functools.lru_cache(maxsize=1)
@@ -144,22 +149,28 @@ def onednn_status() -> dnnl_build.Status:
   if not st.ok:
     return st
   try:
-    cpu = jax.devices('cpu')[0]
-    rng = np.random.default_rng(0)
-    x = jax.device_put(rng.standard_normal((2, 7, 7, 3), np.float32), cpu)
-    w = jax.device_put(rng.standard_normal((3, 3, 3, 5), np.float32), cpu)
-    args = dict(window_strides=(2, 2), padding=((1, 0), (2, 1)),
-                dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    got = jax.jit(jax.value_and_grad(
-        lambda a, b: jnp.sum(jnp.sin(conv_general_dilated(a, b, **args))),
-        argnums=(0, 1)))(x, w)
-    want = jax.jit(jax.value_and_grad(
-        lambda a, b: jnp.sum(jnp.sin(lax.conv_general_dilated(a, b, **args))),
-        argnums=(0, 1)))(x, w)
-    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-      np.testing.assert_allclose(np.asarray(g), np.asarray(e), rtol=1e-4,
-                                 atol=1e-4)
+    # Eager even when first asked from inside a trace (a model's apply).
+    with jax.ensure_compile_time_eval():
+      _self_check()
   except Exception as e:  # pylint: disable=broad-except
     return dnnl_build.Status(False, f'oneDNN self-check failed: '
                              f'{type(e).__name__}: {e}'[:500])
   return st
+
+
+def _self_check() -> None:
+  cpu = jax.devices('cpu')[0]
+  rng = np.random.default_rng(0)
+  x = jax.device_put(rng.standard_normal((2, 7, 7, 3), np.float32), cpu)
+  w = jax.device_put(rng.standard_normal((3, 3, 3, 5), np.float32), cpu)
+  args = dict(window_strides=(2, 2), padding=((1, 0), (2, 1)),
+              dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  got = jax.jit(jax.value_and_grad(
+      lambda a, b: jnp.sum(jnp.sin(conv_general_dilated(a, b, **args))),
+      argnums=(0, 1)))(x, w)
+  want = jax.jit(jax.value_and_grad(
+      lambda a, b: jnp.sum(jnp.sin(lax.conv_general_dilated(a, b, **args))),
+      argnums=(0, 1)))(x, w)
+  for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(np.asarray(g), np.asarray(e), rtol=1e-4,
+                               atol=1e-4)
