@@ -35,17 +35,20 @@ MODEL_CONFIGS = {
 # Named sets of XLA compile options, compiled into the same process so that
 # they can be timed interleaved (XLA_FLAGS would need one process each).
 # jaxcnn variants timed side by side in one process: (config overrides, extra
-# XLA compile options). On CPU the train step runs its convolutions on XLA's
-# Eigen kernels (config.xla_cpu_conv='eigen', jaxcnn/ops/cpu_options.py);
-# 'ynnpack' is jaxlib 0.10.2's own default (convs and dots on YNNPACK),
-# 'no_ynn' takes dots off YNNPACK too. 'onednn' / 'xnnpack' are accepted but
-# compile to the same HLO in this jaxlib (built without oneDNN): kept to
-# show that (docs/performance.md).
+# XLA compile options). On one CPU device the default runs the convolutions
+# on oneDNN (config.xla_cpu_conv='auto', jaxcnn/ops/cpu_options.py);
+# 'eigen' keeps XLA's Eigen convolutions, 'ynnpack' is jaxlib 0.10.2's own
+# default (convs and dots on YNNPACK), 'no_ynn' takes dots off YNNPACK too.
+# 'xla_onednn_flag' / 'xnnpack' are XLA flags this jaxlib accepts but
+# compiles to the same HLO (it is built without them): kept to show that
+# (docs/performance.md).
 VARIANTS = {
     'default': ({}, {}),
+    'eigen': ({'xla_cpu_conv': 'eigen'}, {}),
     'ynnpack': ({'xla_cpu_conv': 'ynnpack'}, {}),
-    'no_ynn': ({}, {'xla_cpu_experimental_ynn_fusion_type': ''}),
-    'onednn': ({}, {'xla_cpu_use_onednn': True}),
+    'no_ynn': ({'xla_cpu_conv': 'eigen'},
+               {'xla_cpu_experimental_ynn_fusion_type': ''}),
+    'xla_onednn_flag': ({'xla_cpu_conv': 'eigen'}, {'xla_cpu_use_onednn': True}),
     'xnnpack': ({}, {'xla_cpu_use_xnnpack': True}),
     'bf16': ({'precision': 'bfloat16'}, {}),
 }

@@ -58,7 +58,8 @@ def make_train_fn(model, tx, schedule, config, params_shape, mesh,
     fn = parallel.tower_step(fn, mesh, config.skip_nonfinite_updates)
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
   state_sharding = repl if state_sharding is None else state_sharding
-  # CPU only: convolutions on XLA's Eigen kernels (jaxcnn/ops/cpu_options.py).
+  # CPU only: XLA's convolutions on Eigen, not YNNPACK (the model's own
+  # convs are oneDNN's where experiment.build chose so; ops/cpu_options.py).
   opts = cpu_options.train_compiler_options(mesh.devices.flat[0].platform,
                                             config.xla_cpu_conv)
   # Plugins' extra arguments and the resident train set are arguments, not
@@ -246,6 +247,7 @@ def _reporter(run: _Run) -> Reporter:
   if run.start == 0 and jax.process_index() == 0:
     table = flops.summary(run.model, experiment.input_shape(config))
     print(f'model {config.model.name}:\n{table}', flush=True)
+    print(cpu_options.describe(config.xla_cpu_conv, run.mesh), flush=True)
     reporter.text(0, 'config', config.to_json_best_effort(indent=2))
     reporter.text(0, 'model_summary', table)
   return reporter

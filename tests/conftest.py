@@ -16,12 +16,6 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
 
 import pytest  # noqa: E402
 
-from jaxcnn import hostmem  # noqa: E402
-
-# As the CLI entry points do: XLA:CPU's per-step temporaries reuse freed
-# memory instead of fresh pages (jaxcnn/hostmem.py); the suite runs faster.
-hostmem.keep_freed_memory()
-
 
 def real_data_dir():
   d = os.environ.get('JAXCNN_DATA_DIR')

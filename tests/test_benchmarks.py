@@ -73,3 +73,14 @@ def test_profile_step_unknown_model(capsys):
   from benchmarks import profile_step
   assert profile_step.main(['--model', 'no_such_net']) == 2
   assert 'no config' in capsys.readouterr().err
+
+
+def test_step_faults_reports_throughput_and_faults(capsys):
+  """benchmarks/step_faults.py on the quickstart net: one line with both
+  throughputs and the faults per step (a number, not asserted: timing)."""
+  from benchmarks import step_faults
+  assert step_faults.main(['--model', 'quickstart', '--reps', '1',
+                           '--steps', '1']) == 0
+  out = capsys.readouterr().out
+  assert 'xla_cpu_conv=auto' in out and 'host malloc: keep' in out
+  assert 'train img/s' in out and 'minor page faults per train step' in out

@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+from jaxcnn.ops import conv
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 240
 
@@ -100,6 +102,9 @@ def test_predict_top3_and_per_file_errors(tmp_path):
                      '--config.checkpoint_every_steps=4',
                      '--config.eval_every_steps=4'))
   assert r.returncode == 0, r.stderr[:3000]
+  # One CPU device: oneDNN's convolutions when the library loads here.
+  want = 'convolutions: oneDNN' if conv.onednn_status().ok else 'convolutions: XLA eigen'
+  assert want in r.stdout, r.stdout[-2000:]
   rgba = tmp_path / 'rgba.png'
   Image.fromarray(np.zeros((40, 30, 4), np.uint8)).save(rgba)
   gray = tmp_path / 'gray.jpg'

@@ -175,6 +175,9 @@ def test_model_conv_choice(onednn):
     cpu_options.model_conv('mkl', one)
   assert 'gpu' in cpu_options.onednn_unavailable('auto', 'gpu', 1)
   assert 'one-device' in cpu_options.onednn_unavailable('auto', 'cpu', 4)
+  assert cpu_options.describe('auto', one).startswith('convolutions: oneDNN 3.')
+  assert cpu_options.describe('eigen', one) == (
+      'convolutions: XLA eigen (xla_cpu_conv=eigen)')
 
 
 def test_multi_device_mesh_stays_on_xla(onednn):

@@ -43,6 +43,8 @@ def test_quickstart_at_default_settings_on_many_devices(tmp_path, devices):
   assert (tmp_path / 'confusion_matrix.png').exists()
   assert 'oneDNN' not in r.stderr and 'rendezvous' not in r.stderr
   assert not r.stderr.strip(), r.stderr[-2000:]
+  # A batch-sharded mesh keeps XLA's convolutions, and the log says why.
+  assert 'convolutions: XLA eigen' in r.stdout and 'one-device' in r.stdout
 
 
 @pytest.mark.skipif(real_data_dir() is None, reason='needs JAXCNN_DATA_DIR')

@@ -72,3 +72,17 @@ def model_conv(conv: str, mesh) -> str:
   if conv == 'onednn':
     raise ValueError(f'xla_cpu_conv=onednn: {why}')
   return 'xla'
+
+
+def describe(conv: str, mesh) -> str:
+  """One log line: which convolutions a run on `mesh` gets, and why."""
+  platform = mesh.devices.flat[0].platform
+  if platform != 'cpu':
+    return f'convolutions: XLA ({platform})'
+  if conv in ('eigen', 'ynnpack'):
+    return f'convolutions: XLA {conv} (xla_cpu_conv={conv})'
+  why = onednn_unavailable(conv, platform, mesh.devices.size)
+  if why:
+    return f'convolutions: XLA eigen (xla_cpu_conv={conv}; {why})'
+  return (f'convolutions: oneDNN {conv_ops.onednn_status().version} '
+          f'(xla_cpu_conv={conv})')
