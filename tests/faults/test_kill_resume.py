@@ -5,7 +5,8 @@ a random moment after it starts stepping, often in the middle of an
 (asynchronous) checkpoint write since one is written every 2 steps. After
 every kill: the workdir must load, and no completed checkpoint may be lost.
 At the end the resumed run's parameters must equal an uninterrupted run's.
-JAXCNN_FAULT_KILLS sets the number of kills (default 20).
+JAXCNN_FAULT_KILLS sets the number of kills (default 12, 3 of them SIGTERM;
+the suite's time budget; JAXCNN_FAULT_KILLS=50 for a longer soak).
 """
 import os
 import random
@@ -20,7 +21,7 @@ from jaxcnn import checkpoint, experiment, parallel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
-KILLS = int(os.environ.get('JAXCNN_FAULT_KILLS', '20'))
+KILLS = int(os.environ.get('JAXCNN_FAULT_KILLS', '12'))
 LIFE_TIMEOUT = 180
 FLAGS = ('--config.num_train_steps=300', '--config.batch_size=32',
          '--config.log_every_steps=1', '--config.checkpoint_every_steps=2',
