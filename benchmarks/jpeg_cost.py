@@ -21,7 +21,6 @@ train-side effect.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -30,6 +29,8 @@ import sys
 import time
 
 import numpy as np
+
+from benchmarks import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # t_{0.975, df}
@@ -162,10 +163,7 @@ def main():
       'pixel_error_jpeg_vs_exact': stats, 'config': a.config,
       'epochs': a.epochs, 'repo': a.repo, 'runs': runs,
       'summary': {w: summarise(runs, w) for w in weights}}
-  os.makedirs(os.path.dirname(a.out), exist_ok=True)
-  with open(a.out, 'w') as f:
-    json.dump(result, f, indent=1)
-  print(json.dumps(result['summary'], indent=1))
+  report.write_json(a.out, result)
 
 
 if __name__ == '__main__':

@@ -32,6 +32,8 @@ import time
 
 import numpy as np
 
+from benchmarks import report
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TORCH_REF = os.path.join(ROOT, 'benchmarks', 'reference', 'resnet20_torch.py')
 
@@ -178,10 +180,7 @@ def main():
       'schedule': f'lr 0.1, x0.1 at step {steps // 2} and {3 * steps // 4}',
       'host': {'machine': platform.machine(), 'cpus': os.cpu_count()},
       'runs': runs, 'summary': summarise(runs)}
-  os.makedirs(os.path.dirname(a.out), exist_ok=True)
-  with open(a.out, 'w') as f:
-    json.dump(result, f, indent=1)
-  print(json.dumps(result['summary'], indent=1))
+  report.write_json(a.out, result)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,9 @@
-"""Markdown tables for a benchmarks.run report (also used for the README)."""
+"""Markdown tables for a benchmarks.run report (also used for the README),
+and the JSON writer the other benchmark scripts share."""
 from __future__ import annotations
 
+import json
+import os
 
 def _mb(x):
   return 'n/a' if x is None else f'{x / 2**20:.0f}'
@@ -91,3 +94,11 @@ def to_markdown(report: dict) -> str:
                                  skipped]
   lines += _rounds(report)
   return '\n'.join(lines) + '\n'
+
+
+def write_json(path: str, result: dict) -> None:
+  """Writes a benchmark's result (directories made) and prints its summary."""
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  with open(path, 'w') as f:
+    json.dump(result, f, indent=1)
+  print(json.dumps(result['summary'], indent=1))

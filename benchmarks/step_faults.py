@@ -38,13 +38,10 @@ def main(argv=None) -> int:
   a = p.parse_args(argv)
   import numpy as np  # pylint: disable=import-outside-toplevel
   from benchmarks import jax_bench  # pylint: disable=import-outside-toplevel
-  from jaxcnn.ops import cpu_options  # pylint: disable=import-outside-toplevel
   config = importlib.import_module(f'configs.{a.model}').get_config()
   if a.conv:
     config.xla_cpu_conv = a.conv
-  runner = jax_bench.JaxRunner(a.model, config,
-                               compiler_options=cpu_options.train_compiler_options(
-                                   'cpu', config.xla_cpu_conv))
+  runner = jax_bench.JaxRunner(a.model, config)  # CLI's compile options
   runner.train(2)
   runner.eval(2)
   train, evals, faults = [], [], []

@@ -116,11 +116,20 @@ Geometry Geom(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w,
           {y[0], y[3], y[1], y[2]}, {sh, sw}, {pt, pl}, {pb, pr}};
 }
 
-// Runs `c.prim` with `args`; `kernel` is JAX's HWIO buffer, passed through a
-// reorder to (or, for the kernel gradient, from) oneDNN's layout.
-ffi::Error Run(const Cached& c, const Geometry& g, void* kernel,
-               std::unordered_map<int, memory> args, int kernel_arg) try {
+// Runs the cached primitive of (kind, g). `buffers`: (oneDNN argument, JAX
+// buffer) for the two NHWC activations; `kernel` is JAX's HWIO buffer, passed
+// through a reorder to (or, for the kernel gradient, from) oneDNN's layout.
+// Every oneDNN call of a handler happens in here, under one catch.
+ffi::Error Run(Kind kind, const Geometry& g, void* kernel,
+               std::vector<std::pair<int, void*>> buffers,
+               int kernel_arg) try {
+  const Cached& c = Lookup(kind, g);
   auto& eng = Engine();
+  std::unordered_map<int, memory> args;
+  for (auto& [arg, data] : buffers) {
+    bool is_src = arg == DNNL_ARG_SRC || arg == DNNL_ARG_DIFF_SRC;
+    args[arg] = memory(Desc(is_src ? g.src : g.dst, Tag::nhwc), eng, data);
+  }
   auto& strm = Stream();
   // Per-thread buffers, grown as needed and reused: a fresh scratchpad per
   // call would be page-faulted in every step.
@@ -149,56 +158,35 @@ ffi::Error Run(const Cached& c, const Geometry& g, void* kernel,
 }
 
 ffi::Error Forward(F32 x, F32 w, ffi::Result<F32> y, int64_t sh, int64_t sw,
-                   int64_t pt, int64_t pb, int64_t pl, int64_t pr) try {
+                   int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
   Geometry g = Geom(x.dimensions(), w.dimensions(), y->dimensions(), sh, sw,
                     pt, pb, pl, pr);
-  const Cached& c = Lookup(kForward, g);
-  auto& eng = Engine();
-  return Run(c, g, w.untyped_data(),
-             {{DNNL_ARG_SRC, memory(Desc(g.src, Tag::nhwc), eng,
-                                    x.untyped_data())},
-              {DNNL_ARG_DST, memory(Desc(g.dst, Tag::nhwc), eng,
-                                    y->untyped_data())}},
+  return Run(kForward, g, w.untyped_data(),
+             {{DNNL_ARG_SRC, x.untyped_data()},
+              {DNNL_ARG_DST, y->untyped_data()}},
              DNNL_ARG_WEIGHTS);
-} catch (const dnnl::error& e) {
-  return ffi::Error(ffi::ErrorCode::kInternal,
-                    std::string("oneDNN convolution: ") + e.what());
 }
 
 ffi::Error BackwardData(F32 dy, F32 w, ffi::Result<F32> dx, int64_t sh,
                         int64_t sw, int64_t pt, int64_t pb, int64_t pl,
-                        int64_t pr) try {
+                        int64_t pr) {
   Geometry g = Geom(dx->dimensions(), w.dimensions(), dy.dimensions(), sh, sw,
                     pt, pb, pl, pr);
-  const Cached& c = Lookup(kBackwardData, g);
-  auto& eng = Engine();
-  return Run(c, g, w.untyped_data(),
-             {{DNNL_ARG_DIFF_DST, memory(Desc(g.dst, Tag::nhwc), eng,
-                                         dy.untyped_data())},
-              {DNNL_ARG_DIFF_SRC, memory(Desc(g.src, Tag::nhwc), eng,
-                                         dx->untyped_data())}},
+  return Run(kBackwardData, g, w.untyped_data(),
+             {{DNNL_ARG_DIFF_DST, dy.untyped_data()},
+              {DNNL_ARG_DIFF_SRC, dx->untyped_data()}},
              DNNL_ARG_WEIGHTS);
-} catch (const dnnl::error& e) {
-  return ffi::Error(ffi::ErrorCode::kInternal,
-                    std::string("oneDNN convolution: ") + e.what());
 }
 
 ffi::Error BackwardWeights(F32 x, F32 dy, ffi::Result<F32> dw, int64_t sh,
                            int64_t sw, int64_t pt, int64_t pb, int64_t pl,
-                           int64_t pr) try {
+                           int64_t pr) {
   Geometry g = Geom(x.dimensions(), dw->dimensions(), dy.dimensions(), sh, sw,
                     pt, pb, pl, pr);
-  const Cached& c = Lookup(kBackwardWeights, g);
-  auto& eng = Engine();
-  return Run(c, g, dw->untyped_data(),
-             {{DNNL_ARG_SRC, memory(Desc(g.src, Tag::nhwc), eng,
-                                    x.untyped_data())},
-              {DNNL_ARG_DIFF_DST, memory(Desc(g.dst, Tag::nhwc), eng,
-                                         dy.untyped_data())}},
+  return Run(kBackwardWeights, g, dw->untyped_data(),
+             {{DNNL_ARG_SRC, x.untyped_data()},
+              {DNNL_ARG_DIFF_DST, dy.untyped_data()}},
              DNNL_ARG_DIFF_WEIGHTS);
-} catch (const dnnl::error& e) {
-  return ffi::Error(ffi::ErrorCode::kInternal,
-                    std::string("oneDNN convolution: ") + e.what());
 }
 
 #define JAXCNN_CONV_ATTRS(binding)                                     \
