@@ -8,7 +8,7 @@ run's real train step (train.make_train_fn) and summary step
 (summaries.make_summary_fn). Reported, best of `reps`:
   train_ms        one train step (mean over `steps` back-to-back steps)
   summary_ms      one summary_step, device -> host transfer included
-  write_ms        writing its output to event files (clu/TensorBoard)
+  write_ms        writing its output to event files (jaxcnn/events.py)
   overhead_pct    (summary_ms + write_ms) / (every * train_ms), i.e. the
                   slow-down of a run with summary_every_steps = every
   compile_s       first call of each (compile + run)

@@ -86,7 +86,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.xla_cpu_conv = 'auto'
 
   c.log_every_steps = 100          # train metrics + the tutorial's log line
-  c.write_summaries = True         # TensorBoard event files via clu (False: log only)
+  c.write_summaries = True         # TensorBoard event files (jaxcnn/events.py; False: log only)
   # Every N steps one extra jitted pass on that step's batch (jaxcnn/summaries.py)
   # writes images, histograms and sparsity of activations/gradients/weights;
   # the ordinary train step is unchanged. 0: off.

@@ -194,7 +194,7 @@ def _hist_metadata(tag: str):
 
 
 def write(writer, step: int, host: dict) -> None:
-  """Writes one summary_step output (already on the host) through clu."""
+  """Writes one summary_step output (already on the host) (jaxcnn/events.py)."""
   writer.write_scalars(step, {k: float(v) for k, v in host['scalars'].items()})
   imgs = {'input/augmented': tile(to_unit(host['images']))[None]}
   for path, kernel in host.get('filters', {}).items():
