@@ -1,9 +1,6 @@
 """Real compressed artifacts: one file, no pickle, loadable for inference.
 
-Container (format 2, all little-endian):
-  b'JXC2' (b'JXc2': zlib-compressed JSON header), uint32 stored header
-  bytes, uint32 JSON header bytes, uint64 body bytes, the header, the body
-  (raw array bytes back to back), uint32 CRC-32 of everything before it.
+The container (framing, CRC-32, format 1 and 2) is container.py's.
 The header names every array with its dtype, shape and offset, the model
 (registry name + overrides), the method's metadata and each leaf's
 encoding. Per-entry overhead is a JSON line, so a small model's file size is
@@ -49,15 +46,12 @@ logits equal the in-memory net's.
 from __future__ import annotations
 
 import json
-import math
 import os
 import struct
-import warnings
-import zlib
 
 import numpy as np
 
-from jaxcnn.compress import bitpack, huffman
+from jaxcnn.compress import bitpack, container, huffman
 from jaxcnn.compress.encodings import (  # noqa: F401 (re-exported)
     _size,
     _packed_len,
@@ -80,33 +74,15 @@ from jaxcnn.compress.encodings import (  # noqa: F401 (re-exported)
     decode_packed_int,
     _nbytes,
     encode_leaf)
-from jaxcnn.errors import DataFormatError
+from jaxcnn.compress.container import (  # noqa: F401 (re-exported)
+    MAGIC, MAGIC_ZHEADER, LEGACY_MAGIC, LEGACY_MAGIC_ZHEADER, MAGICS,
+    ArtifactError, ArtifactWarning, fail)
 
-MAGIC = b'JXC2'
-MAGIC_ZHEADER = b'JXc2'  # the same, with a zlib-compressed JSON header
-LEGACY_MAGIC = b'JXCZ'   # format 1: no lengths, no checksum
-LEGACY_MAGIC_ZHEADER = b'JXCz'
-MAGICS = (MAGIC, MAGIC_ZHEADER, LEGACY_MAGIC, LEGACY_MAGIC_ZHEADER)
-_FIXED = struct.Struct('<4sIIQ')  # magic, stored / JSON header bytes, body
-_CRC = struct.Struct('<I')
-_LEGACY_FIXED = struct.Struct('<4sI')
-# Plausibility bounds for what a header may declare (load refuses more).
-MAX_HEADER_BYTES = 64 << 20   # JSON header: ~100 B per array in practice
-_DEFLATE_MAX_RATIO = 1032     # zlib cannot expand data more than this
 # Decoded weights may exceed the file by the compression ratio: Deep
 # Compression reaches ~50x, near-empty pruned layers more, so allow 1024x
 # with a 64 MiB floor; a crafted 35 KB header cannot ask for GiBs.
 MAX_EXPANSION = 1024
 MIN_DECODED_CAP = 64 << 20
-
-
-class ArtifactError(DataFormatError):
-  """A .jxcz file is not an artifact, is truncated or corrupt, or its header
-  declares arrays the file cannot hold."""
-
-
-class ArtifactWarning(UserWarning):
-  """An artifact was loaded without an integrity check (format 1)."""
 
 
 def flatten(tree, prefix=''):
@@ -161,112 +137,10 @@ def save(path: str, variables: dict, meta: dict, encoding: str = 'dense',
                                'offset': offset})
       blobs.append(a.tobytes())
       offset += a.nbytes
-  raw = json.dumps(header, separators=(',', ':')).encode()
-  head, magic = (zlib.compress(raw, 9), MAGIC_ZHEADER) if zlib_header else (
-      raw, MAGIC)
-  tmp = path + '.tmp'
-  with open(tmp, 'wb') as f:
-    crc = _write(f, _FIXED.pack(magic, len(head), len(raw), offset), 0)
-    crc = _write(f, head, crc)
-    for b in blobs:
-      crc = _write(f, b, crc)
-    f.write(_CRC.pack(crc))
-  os.replace(tmp, path)
+  container.write_file(path, json.dumps(header, separators=(',', ':')).encode(),
+                       blobs, zlib_header)
   leaf_bytes['file'] = os.path.getsize(path)
   return leaf_bytes
-
-
-def _write(f, data: bytes, crc: int) -> int:
-  f.write(data)
-  return zlib.crc32(data, crc)
-
-
-def _fail(path: str, msg: str):
-  raise ArtifactError(f'{path}: {msg}')
-
-
-def _read_container(path: str, data: bytes) -> tuple[bytes, int, memoryview]:
-  """(stored header, n_raw, body) after checking the framing: magic,
-  declared lengths == file size, CRC-32. n_raw: a zlib header's declared
-  JSON length; -1: plain header; -2: format-1 zlib header (length unknown)."""
-  magic = data[:4]
-  if magic in (LEGACY_MAGIC, LEGACY_MAGIC_ZHEADER):
-    return _read_legacy(path, data)
-  if magic not in (MAGIC, MAGIC_ZHEADER):
-    _fail(path, f'not a jaxcnn .jxcz artifact (magic {magic!r}, expected '
-          f'{MAGIC!r})')
-  end = _FIXED.size + _CRC.size
-  if len(data) < end:
-    _fail(path, f'truncated: {len(data)} bytes, shorter than the '
-          f'{end}-byte framing')
-  _, n_head, n_raw, n_body = _FIXED.unpack_from(data)
-  want = end + n_head + n_body
-  if len(data) != want:
-    what = 'truncated' if len(data) < want else (
-        f'{len(data) - want} bytes of trailing data')
-    _fail(path, f'{what}: the header declares {want} bytes ({n_head} header '
-          f'+ {n_body} body), the file has {len(data)}')
-  (stored,) = _CRC.unpack_from(data, len(data) - _CRC.size)
-  crc = zlib.crc32(memoryview(data)[:-_CRC.size])
-  if crc != stored:
-    _fail(path, f'checksum mismatch (stored CRC-32 {stored:08x}, computed '
-          f'{crc:08x}): the file is corrupt')
-  head = data[_FIXED.size:_FIXED.size + n_head]
-  if magic == MAGIC and n_raw != n_head:
-    _fail(path, f'header length {n_raw} != stored length {n_head}')
-  body = memoryview(data)[_FIXED.size + n_head:len(data) - _CRC.size]
-  return head, n_raw if magic == MAGIC_ZHEADER else -1, body
-
-
-def _read_legacy(path: str, data: bytes) -> tuple[bytes, int, memoryview]:
-  """Format 1: nothing to verify the bytes against; structure only."""
-  if len(data) < _LEGACY_FIXED.size:
-    _fail(path, f'truncated: {len(data)} bytes')
-  magic, n = _LEGACY_FIXED.unpack_from(data)
-  if n > len(data) - _LEGACY_FIXED.size:
-    _fail(path, f'truncated: header length {n} exceeds the '
-          f'{len(data) - _LEGACY_FIXED.size} bytes after the magic')
-  warnings.warn(f'{path}: format-1 artifact (magic {magic!r}) has no '
-                'checksum; its bytes are not verified (re-run the '
-                'compression to write format 2)', ArtifactWarning,
-                stacklevel=5)  # the caller of load()
-  head = data[_LEGACY_FIXED.size:_LEGACY_FIXED.size + n]
-  # -2: compressed, JSON length unknown (bounded by MAX_HEADER_BYTES).
-  return (head, -2 if magic == LEGACY_MAGIC_ZHEADER else -1,
-          memoryview(data)[_LEGACY_FIXED.size + n:])
-
-
-def _inflate(path: str, head: bytes, n_raw: int) -> bytes:
-  """zlib header, never expanded past its declared (or maximal) size."""
-  bound = min(MAX_HEADER_BYTES, _DEFLATE_MAX_RATIO * len(head) + 64)
-  if n_raw > bound:
-    _fail(path, f'implausible header: {n_raw} JSON bytes declared for '
-          f'{len(head)} compressed bytes (at most {bound})')
-  cap = bound if n_raw < 0 else n_raw
-  d = zlib.decompressobj()
-  try:
-    raw = d.decompress(head, cap + 1)  # +1: see an overlong stream
-  except zlib.error as e:
-    _fail(path, f'corrupt compressed header: {e}')
-  if len(raw) > cap or not d.eof or d.unused_data or (
-      n_raw >= 0 and len(raw) != n_raw):
-    _fail(path, f'compressed header does not inflate to its declared '
-          f'{cap} bytes')
-  return raw
-
-
-def _parse_header(path: str, head: bytes, n_raw: int) -> dict:
-  if n_raw != -1:
-    head = _inflate(path, head, n_raw)
-  try:
-    header = json.loads(head)
-  except (ValueError, RecursionError) as e:  # UnicodeDecodeError included
-    _fail(path, f'header is not valid JSON: {str(e)[:200]}')
-  if not (isinstance(header, dict) and isinstance(header.get('meta'), dict)
-          and isinstance(header.get('leaves'), dict)
-          and isinstance(header.get('arrays'), list)):
-    _fail(path, "header lacks its 'meta', 'leaves' and 'arrays' entries")
-  return header
 
 
 # Fields holding counts, indices or bits must be unsigned ints, weights
@@ -321,22 +195,22 @@ def _read_arrays(path: str, specs: list, body: memoryview) -> dict:
       if not (isinstance(leaf, str) and isinstance(field, str)):
         raise ValueError('leaf and field must be strings')
     except ValueError as e:
-      _fail(path, f'header array #{i}: {e}')
+      fail(path, f'header array #{i}: {e}')
     nbytes = _size(shape) * dt.itemsize
     if offset != end or nbytes > len(body) - end:
-      _fail(path, f'array {leaf}:{field} ({nbytes} bytes at offset '
+      fail(path, f'array {leaf}:{field} ({nbytes} bytes at offset '
             f'{offset!r}) does not follow the previous array at {end} within '
             f'the {len(body)}-byte body: truncated or corrupt')
     if field in fields.setdefault(leaf, {}):
-      _fail(path, f'array {leaf}:{field} is listed twice')
+      fail(path, f'array {leaf}:{field} is listed twice')
     want = 'u' if field in _UNSIGNED else 'f' if field in _FLOAT else dt.kind
     if dt.kind != want:
-      _fail(path, f'array {leaf}:{field} has dtype {dt} (want kind {want!r})')
+      fail(path, f'array {leaf}:{field} has dtype {dt} (want kind {want!r})')
     fields[leaf][field] = np.frombuffer(body, dt, _size(shape), end).reshape(
         shape).copy()
     end += nbytes
   if end != len(body):
-    _fail(path, f'{len(body) - end} body bytes after the last array: '
+    fail(path, f'{len(body) - end} body bytes after the last array: '
           'trailing data or a damaged header')
   return fields
 
@@ -363,15 +237,15 @@ def _check_leaves(path: str, leaves: dict, fields: dict, file_size: int):
         raise ValueError(f'{enc} needs fields {sorted(required)}, the file '
                          f'has {sorted(have)}')
     except ValueError as e:
-      _fail(path, f'leaf {name}: {e}')
+      fail(path, f'leaf {name}: {e}')
     total += _size(shape) * max(dt.itemsize, 4)  # decoders build fp32
     if total > cap:
-      _fail(path, f'implausible header: leaf {name} {shape} brings the '
+      fail(path, f'implausible header: leaf {name} {shape} brings the '
             f'decoded size to {total} bytes, over {cap} for a '
             f'{file_size}-byte file')
   stray = set(fields) - set(leaves)
   if stray:
-    _fail(path, f'arrays of unknown leaves {sorted(stray)[:5]}')
+    fail(path, f'arrays of unknown leaves {sorted(stray)[:5]}')
 
 
 def _check_binary(arrays: dict, shape) -> None:
@@ -437,8 +311,7 @@ def load(path: str) -> tuple[dict, dict]:
 
 def loads(data: bytes, path: str = '<bytes>') -> tuple[dict, dict]:
   """`load` of a file's bytes; `path` names them in errors."""
-  head, n_raw, body = _read_container(path, data)
-  header = _parse_header(path, head, n_raw)
+  header, body = container.read(path, data)
   fields = _read_arrays(path, header['arrays'], body)
   _check_leaves(path, header['leaves'], fields, len(data))
   flat = {}
@@ -447,11 +320,11 @@ def loads(data: bytes, path: str = '<bytes>') -> tuple[dict, dict]:
       flat[name] = _decode_leaf(info, fields.get(name, {}))
     # Checked sizes make these the payload's inconsistencies, not bugs.
     except (ValueError, IndexError, KeyError, struct.error) as e:
-      _fail(path, f'leaf {name} ({info["encoding"]}): {e}')
+      fail(path, f'leaf {name} ({info["encoding"]}): {e}')
     if flat[name].shape != tuple(info['shape']):
-      _fail(path, f'leaf {name} decodes to {flat[name].shape}, header says '
+      fail(path, f'leaf {name} decodes to {flat[name].shape}, header says '
             f'{info["shape"]}')
   try:
     return unflatten(flat), header['meta']
   except ValueError as e:
-    _fail(path, f'{e} (one leaf path is a prefix of another)')
+    fail(path, f'{e} (one leaf path is a prefix of another)')
