@@ -171,6 +171,10 @@ def _parser():
   p.add_argument('--tf_args', default='', help='extra tta_tf flags, e.g. '
                  '"--jit_compile=1"')
   p.add_argument('--keep_workdirs', action='store_true')
+  p.add_argument('--warm_compile_cache', action='store_true',
+                 help="jaxcnn uses the user's persistent XLA cache (default: "
+                 'a fresh empty one per run, so every compile counts, as '
+                 "for TF, which keeps none)")
   p.add_argument('--out', default='', help='output prefix for .json/.md')
   return p
 
@@ -196,6 +200,8 @@ def main(argv=None) -> dict:
       env = dict(os.environ, PYTHONUNBUFFERED='1')
       if fw == 'tf':  # TF's own default (oneDNN on), whatever ours says
         env.pop('TF_ENABLE_ONEDNN_OPTS', None)
+      elif not args.warm_compile_cache:  # cold start: compiles are timed
+        env['JAX_COMPILATION_CACHE_DIR'] = os.path.join(tmp, 'xla_cache')
       load = list(os.getloadavg())
       print(f'== {fw}: load {load[0]:.2f}; {shlex.join(cmd)}', flush=True)
       run = stream(cmd, fw, env)

@@ -21,7 +21,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxcnn import hostmem
+from jaxcnn import compile_cache, hostmem
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file, optionally with :arg.', lock_config=True)
@@ -91,5 +91,6 @@ def main(argv):
 
 if __name__ == '__main__':
   hostmem.keep_freed_memory()  # before any thread allocates (hostmem.py)
+  compile_cache.enable()  # reruns and resumes skip XLA compiles
   logging.set_verbosity(logging.WARNING)
   app.run(main, flags_parser=parse_flags)

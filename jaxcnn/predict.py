@@ -24,7 +24,7 @@ import jax
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
-from jaxcnn import hostmem, reopen, steps
+from jaxcnn import compile_cache, hostmem, reopen, steps
 from jaxcnn.compress import artifact_model, storage
 from jaxcnn.data import augment, streaming
 from jaxcnn.errors import JaxcnnError, one_line
@@ -320,4 +320,5 @@ def main(argv=None) -> int:
 
 if __name__ == '__main__':
   hostmem.keep_freed_memory()  # before any thread allocates (hostmem.py)
+  compile_cache.enable()  # reruns and resumes skip XLA compiles
   sys.exit(main())

@@ -36,7 +36,7 @@ import ml_collections
 from absl import flags
 from ml_collections.config_flags import config_path, tuple_parser
 
-from jaxcnn import experiment, hostmem, runs
+from jaxcnn import compile_cache, experiment, hostmem, runs
 from jaxcnn import workdir as run_dir
 from jaxcnn.compress import distill_report, ranges, structured
 from jaxcnn.data import datasets
@@ -286,4 +286,5 @@ def main(argv=None) -> int:
 
 if __name__ == '__main__':
   hostmem.keep_freed_memory()  # before any thread allocates (hostmem.py)
+  compile_cache.enable()  # reruns and resumes skip XLA compiles
   sys.exit(main())

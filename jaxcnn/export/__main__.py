@@ -21,7 +21,7 @@ import sys
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from jaxcnn import hostmem  # noqa: E402
+from jaxcnn import compile_cache, hostmem  # noqa: E402
 from jaxcnn.errors import JaxcnnError, one_line  # noqa: E402
 from jaxcnn.export import FORMATS, QUANTIZE, convert  # noqa: E402
 
@@ -77,4 +77,5 @@ def main(argv=None) -> int:
 
 if __name__ == '__main__':
   hostmem.keep_freed_memory()  # before any thread allocates (hostmem.py)
+  compile_cache.enable()  # reruns and resumes skip XLA compiles
   sys.exit(main())
