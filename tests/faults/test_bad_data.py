@@ -1,45 +1,22 @@
 """Data files that are valid arrays but wrong for the task, in every local
-format sources.py accepts; the CIFAR JPEG cache; TFDS on an offline machine.
+array format sources.py accepts (npz, MNIST IDX, CIFAR-10 python and binary
+batches); the JPEG-bytes npz is test_bad_jpeg_data.py's, TFDS offline
+test_offline_tfds.py's.
 
 Each wrong file must raise DataFormatError in one line naming the file, the
 field, what is wrong and the fix, before any training. Inputs are tiny and
-built here; nothing touches the network except the offline check, which
-only runs where the download host cannot be reached.
+built here.
 """
 import gzip
-import http.server
 import io
 import os
 import pickle
-import socket
 import tarfile
-import threading
-import time
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from jaxcnn.data import sources
-from jaxcnn.data.datasets import get_info
-from jaxcnn.errors import DataFormatError, DataNotFoundError
-
-
-def _load(tmp_path, name='mnist', **kw):
-  return sources.load(name, data_dir=str(tmp_path), allow_download=False, **kw)
-
-
-def _refused(tmp_path, where, match, name='mnist', **kw):
-  """Asserts a one-line DataFormatError that starts at `where` (file and
-  field), matches `match` and gives a fix."""
-  with pytest.raises(DataFormatError) as e:
-    _load(tmp_path, name, **kw)
-  msg = str(e.value)
-  assert '\n' not in msg and 'Traceback' not in msg
-  assert msg.startswith(str(where)), msg
-  assert 'Fix: ' in msg, msg
-  assert e.match(match)
-  return msg
+from tests.faults.data_checks import load as _load, refused as _refused
 
 
 # ---------------------------------------------------------------------- npz
@@ -303,196 +280,3 @@ def test_cifar_binary_truncated_and_empty_batches(tmp_path):
   (folder / 'test_batch.bin').write_bytes(b'')
   _refused(tmp_path, folder / 'test_batch.bin', 'holds no images',
            name='cifar10')
-
-
-# --------------------------------------------- CIFAR-10 JPEG-bytes npz, cache
-def _jpeg(color, size=32, quality=90):
-  buf = io.BytesIO()
-  Image.new('RGB', (size, size), color).save(buf, 'JPEG', quality=quality)
-  return np.frombuffer(buf.getvalue(), np.uint8)
-
-
-def _jpeg_npz(folder, train=None, test=None, **override):
-  parts = {'train': train or [_jpeg('red'), _jpeg('blue'), _jpeg('green')],
-           'test': test or [_jpeg('white'), _jpeg('black')]}
-  d = {}
-  for split, jpegs in parts.items():
-    d[f'{split}_jpeg'] = np.concatenate(jpegs)
-    d[f'{split}_offsets'] = np.cumsum([0] + [len(j) for j in jpegs])
-    d[f'y_{split}'] = (np.arange(len(jpegs)) % 10).astype(np.uint8)
-  d.update(override)
-  path = folder / 'cifar10_jpeg_bytes.npz'
-  np.savez(path, **{k: v for k, v in d.items() if v is not None})
-  return path
-
-
-_JPEG_CASES = {
-    'garbage_bytes': (dict(train=[_jpeg('red'), np.frombuffer(
-        b'not a jpeg at all', np.uint8), _jpeg('green')]),
-        ': train image 1 ', 'not a decodable JPEG'),
-    'truncated_jpeg': (dict(test=[_jpeg('white'), _jpeg('black')[:40]]),
-                       ': test image 1 ', 'not a decodable JPEG'),
-    'wrong_size': (dict(train=[_jpeg('red'), _jpeg('red'), _jpeg('red', 16)]),
-                   ': train image 2 ', 'is 16x16, expected 32x32'),
-    'fractional_labels': (dict(y_train=np.array([0, 1.5, 2])), ': y_train ',
-                          'not whole numbers'),
-    'label_out_of_range': (dict(y_test=np.array([3, 12])), ': y_test ',
-                           '10 classes'),
-    'offsets_too_short': (dict(train_offsets=np.array([0, 10])),
-                          ': train_offsets ', 'has 2 entries but'),
-    'float_bytes': (dict(test_jpeg=np.zeros(100, np.float32)), ': test_jpeg ',
-                    'not 1-D uint8'),
-    'empty_split': (dict(y_test=np.zeros(0, np.uint8),
-                         test_offsets=np.array([0])), ': y_test ',
-                    'holds no labels'),
-    'missing_key': (dict(train_offsets=None), '', r"lacks keys \['train_"),
-}
-
-
-@pytest.mark.parametrize('case', sorted(_JPEG_CASES))
-def test_cifar_jpeg_bytes_wrong_for_the_task(tmp_path, case):
-  kw, where, match = _JPEG_CASES[case]
-  path = _jpeg_npz(tmp_path, **kw)
-  msg = _refused(tmp_path, f'{path}{where}', match, name='cifar10',
-                 cache_dir=str(tmp_path / 'cache'))
-  if 'image' in where or 'jpeg' in where or 'offsets' in where:
-    assert 'shared/data/README.md' in msg
-  assert not (tmp_path / 'cache').exists() or not os.listdir(
-      tmp_path / 'cache')  # nothing cached from a bad file
-
-
-def test_cifar_jpeg_bad_image_is_named_from_a_worker_process(tmp_path,
-                                                             monkeypatch):
-  """Many images decode in spawned workers; the error crosses back intact."""
-  train = [_jpeg('red')] * 12
-  train[9] = np.frombuffer(b'garbage', np.uint8)
-  path = _jpeg_npz(tmp_path, train=train)
-  monkeypatch.setattr(sources, '_POOL_MIN_IMAGES', 1)
-  monkeypatch.setattr(sources.os, 'cpu_count', lambda: 2)
-  _refused(tmp_path, f'{path}: train image 9 ', 'not a decodable JPEG',
-           name='cifar10', cache_dir=str(tmp_path / 'cache'))
-
-
-def test_cifar_jpeg_source_names_file_and_cache_separately(tmp_path):
-  path = _jpeg_npz(tmp_path)
-  cache_dir = tmp_path / 'cache'
-  s = _load(tmp_path, 'cifar10', cache_dir=str(cache_dir))
-  [cache] = os.listdir(cache_dir)
-  cache = cache_dir / cache
-  assert s.source == (f'cifar10 from JPEG bytes {path} (decoded once, cached '
-                      f'at {cache})')
-  assert s.x_train.shape == (3, 32, 32, 3) and s.x_train[0, 0, 0, 0] > 240
-  again = _load(tmp_path, 'cifar10', cache_dir=str(cache_dir))
-  assert again.source == (f'cifar10 from JPEG bytes {path} (decoded once, '
-                          f'read from cache {cache})')
-  np.testing.assert_array_equal(again.x_test, s.x_test)
-
-
-@pytest.mark.parametrize('damage', ['truncated', 'empty', 'wrong_rows'])
-def test_cifar_jpeg_damaged_cache_is_rebuilt(tmp_path, damage):
-  _jpeg_npz(tmp_path)
-  cache_dir = tmp_path / 'cache'
-  good = _load(tmp_path, 'cifar10', cache_dir=str(cache_dir))
-  [cache] = [cache_dir / n for n in os.listdir(cache_dir)]
-  if damage == 'wrong_rows':  # a complete zip, but not this file's images
-    np.savez(cache, x_train=np.zeros((1, 32, 32, 3), np.uint8),
-             x_test=np.zeros((2, 32, 32, 3), np.uint8))
-  else:
-    raw = cache.read_bytes()
-    cache.write_bytes(raw[:len(raw) // 2] if damage == 'truncated' else b'')
-  logs = []
-  s = _load(tmp_path, 'cifar10', cache_dir=str(cache_dir), log=logs.append)
-  np.testing.assert_array_equal(s.x_train, good.x_train)
-  assert any('incomplete or corrupt' in m and 'rebuilding' in m for m in logs)
-  assert 'cached at' in s.source
-  with np.load(cache) as rebuilt:  # the cache itself is whole again
-    np.testing.assert_array_equal(rebuilt['x_test'], good.x_test)
-
-
-def test_cifar_jpeg_cache_write_is_atomic(tmp_path, monkeypatch):
-  _jpeg_npz(tmp_path)
-  cache_dir = tmp_path / 'cache'
-
-  def savez_then_disk_full(f, **arrays):
-    f.write(b'PK\x03\x04 half a zip')
-    raise OSError(28, 'No space left on device')
-  monkeypatch.setattr(sources.np, 'savez', savez_then_disk_full)
-  s = _load(tmp_path, 'cifar10', cache_dir=str(cache_dir))
-  assert s.x_train.shape == (3, 32, 32, 3)
-  assert 'not cached: [Errno 28] No space left on device' in s.source
-  assert os.listdir(cache_dir) == []  # no half cache, no temp file left
-
-
-# --------------------------------------------------------------- TFDS offline
-def test_offline_tfds_download_fails_in_seconds(tmp_path, monkeypatch):
-  """A real attempt: on this offline machine TFDS alone retries each URL
-  10 times with backoff (minutes); the pre-check makes it seconds."""
-  info = get_info('mnist')
-  if sources.download_unreachable(sources._download_urls(info)) is None:
-    pytest.skip('the download host is reachable: this machine is online')
-  monkeypatch.delenv('JAXCNN_DATA_DIR', raising=False)
-  import tensorflow  # noqa: F401  a one-off import, not what is timed
-  start = time.monotonic()
-  with pytest.raises(DataNotFoundError) as e:
-    sources.load('mnist', data_dir=str(tmp_path / 'none'),
-                 tfds_data_dir=str(tmp_path / 'tfds'), allow_download=True)
-  assert time.monotonic() - start < 10
-  msg = str(e.value)
-  assert '\n' not in msg
-  assert f'(1) local directory {tmp_path / "none"}: does not exist' in msg
-  assert f'(2) TFDS prepared copy in {tmp_path / "tfds"}' in msg
-  assert (f'(3) TFDS download into {tmp_path / "tfds"}: cannot reach '
-          'https://storage.googleapis.com/') in msg
-  assert 'looks offline' in msg and 'Fix: ' in msg
-
-
-def test_download_probe_is_bounded_for_a_silent_host(monkeypatch):
-  """A host that accepts the connection but never answers (a black hole)."""
-  monkeypatch.setattr(sources, 'PROBE_TIMEOUT_S', 0.5)
-  with socket.socket() as server:
-    server.bind(('127.0.0.1', 0))
-    server.listen(1)
-    port = server.getsockname()[1]
-    start = time.monotonic()
-    why = sources.download_unreachable([f'http://127.0.0.1:{port}/a.gz'])
-  assert time.monotonic() - start < 3
-  assert why.startswith(f'http://127.0.0.1:{port}/ (') and 'timed out' in why
-
-
-def test_download_probe_refused_and_answering_hosts():
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]  # closed once the block ends
-  why = sources.download_unreachable([f'http://127.0.0.1:{port}/x'])
-  assert why and 'refused' in why.lower()
-
-  class NotFound(http.server.BaseHTTPRequestHandler):
-    def do_HEAD(self):
-      self.send_response(404)  # any HTTP answer means "reachable"
-      self.end_headers()
-
-    def log_message(self, *args):
-      pass
-  server = http.server.HTTPServer(('127.0.0.1', 0), NotFound)
-  threading.Thread(target=server.serve_forever, daemon=True).start()
-  try:
-    url = f'http://127.0.0.1:{server.server_port}/data/x.gz'
-    assert sources.download_unreachable([url]) is None
-  finally:
-    server.shutdown()
-    server.server_close()
-
-
-def test_reachable_host_still_downloads_through_tfds(tmp_path, monkeypatch):
-  calls = []
-
-  def fake_tfds(info, tfds_data_dir, download, log):
-    calls.append(download)
-    if not download:
-      raise AssertionError('Dataset mnist: could not find data')
-    return 'downloaded'
-  monkeypatch.delenv('JAXCNN_DATA_DIR', raising=False)
-  monkeypatch.setattr(sources, 'download_unreachable', lambda urls: None)
-  monkeypatch.setattr(sources, 'load_tfds', fake_tfds)
-  assert sources.load('mnist', tfds_data_dir=str(tmp_path)) == 'downloaded'
-  assert calls == [False, True]
