@@ -58,16 +58,19 @@ def main(argv=None):
   from jaxcnn import experiment, parallel, summaries, train
   from jaxcnn.data import datasets, pipeline
   from jaxcnn.metrics import make_writer
+  from jaxcnn.ops import cpu_options
   c = load_config(args.config, args.batch)
-  model = experiment.build_model(c)
   mesh = parallel.make_mesh(c.mesh.model)
+  # The conv library a run would use here (oneDNN on one CPU device).
+  model = experiment.build_model(c, cpu_options.model_conv(c.xla_cpu_conv,
+                                                           mesh))
   plan = experiment.Plan(390, 100_000)
   tx, schedule = experiment.make_optimizer(c, model, plan)
   state = experiment.init_state(c, model, tx, mesh)
   sharding = jax.tree.map(lambda x: x.sharding, state)
   train_fn = train.make_train_fn(model, tx, schedule, c, state.params, mesh,
                                  sharding)
-  summary_fn = summaries.make_summary_fn(c, model, None, state.params, mesh,
+  summary_fn = summaries.make_summary_fn(c, model, state.params, mesh,
                                          sharding)
   info = datasets.get_info(c.dataset.name)
   rng = np.random.default_rng(0)

@@ -84,3 +84,17 @@ def test_step_faults_reports_throughput_and_faults(capsys):
   out = capsys.readouterr().out
   assert 'xla_cpu_conv=auto' in out and 'host malloc: keep' in out
   assert 'train img/s' in out and 'minor page faults per train step' in out
+
+
+def test_summary_cost_times_the_runs_summary_step(tmp_path, capsys):
+  """benchmarks/summary_cost.py on the quickstart net, through the writer a
+  run uses: its JSON names every histogram and scalar it wrote (the times
+  are reported, not asserted)."""
+  from benchmarks import summary_cost
+  summary_cost.main(['--config', 'configs/quickstart.py', '--batch', '8',
+                     '--steps', '1', '--reps', '1', '--out', str(tmp_path)])
+  with open(tmp_path / 'summary_cost_cpu.json') as f:
+    rec = json.load(f)
+  assert rec['num_histograms'] > 0 and rec['num_scalars'] > 0
+  for k in ('train_ms', 'summary_ms', 'write_ms', 'overhead_pct'):
+    assert rec[k] > 0, k
