@@ -10,6 +10,9 @@ Guarantees (tests/faults/):
   before it: readers skip it; the trainer (`writer=True`, which holds the
   workdir lock) moves it to `<dir>.quarantine/` (nothing is deleted) so the
   rerun can write that step again.
+- A step deleted under a reader (a live trainer keeps only the newest
+  `keep`) is CheckpointGone, never damage: readers re-list and move on, and
+  opening or reloading the step list retries when a step vanishes mid-scan.
 - A state with NaN/Inf is never written, and `keep` is at least 1: no
   setting deletes the last complete checkpoint.
 """
@@ -28,13 +31,14 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxcnn.errors import CheckpointError, NonFiniteError
+from jaxcnn.errors import CheckpointError, CheckpointGone, NonFiniteError
 
 DIGEST_KEY = 'jaxcnn_sha256'      # custom metadata: {leaf path: sha256 hex}
 _NOT_VERIFIED = 'not-addressable'  # multi-host sharded leaf: no local digest
 # Files orbax writes last; a step directory without them is incomplete.
 _COMPLETE_MARKERS = ('_CHECKPOINT_METADATA', os.path.join('default',
                                                           '_METADATA'))
+_LIST_TRIES = 8  # orbax's step scan, retried when a step vanishes during it
 
 
 def _flat(tree: Any) -> list[tuple[str, Any]]:
@@ -98,6 +102,41 @@ def _step_names(directory: str) -> list[int]:
   return sorted(int(n) for n in names if n.isdigit())
 
 
+def _retry_vanished(fn, directory: str):
+  """fn() (an orbax step scan), again when a step directory vanished during
+  it: orbax stats every step it lists, and a live trainer may delete its
+  oldest step between the listing and the stat."""
+  for attempt in range(_LIST_TRIES):
+    try:
+      return fn()
+    except FileNotFoundError as e:
+      missing = str(e.filename or '')
+      if not missing.startswith(directory + os.sep):
+        raise  # not a step under this directory: a real error
+      time.sleep(0.02 * (attempt + 1))
+  raise CheckpointError(f'the checkpoints in {directory} kept disappearing '
+                        f'while being listed ({_LIST_TRIES} tries); is '
+                        'something deleting them?')
+
+
+def _removed(where: str, wait_s: float = 0.25) -> bool:
+  """Whether step directory `where` is gone, or goes within `wait_s`:
+  orbax deletes a step in place, file by file, so a read can fail on a
+  step whose directory still exists for a few more milliseconds."""
+  deadline = time.monotonic() + wait_s
+  while os.path.isdir(where):
+    if time.monotonic() > deadline:
+      return False
+    time.sleep(0.02)
+  return True
+
+
+def _gone(where: str) -> CheckpointGone:
+  return CheckpointGone(f'checkpoint {where} was removed by its trainer '
+                        '(keep_checkpoints, or a quarantine) before it could '
+                        'be read')
+
+
 class Checkpointer:
   """One way of reading and writing a workdir's checkpoints.
 
@@ -123,13 +162,17 @@ class Checkpointer:
     self.manager = self._open(max(1, int(keep)))
 
   def _open(self, keep: int):
-    policy = ocp.checkpoint_managers.LatestN(keep)
-    return ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(
-            preservation_policy=policy, create=self.writer,
-            read_only=not self.writer,
-            enable_async_checkpointing=self._async and self.writer))
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=ocp.checkpoint_managers.LatestN(keep),
+        create=self.writer, read_only=not self.writer,
+        enable_async_checkpointing=self._async and self.writer)
+    return _retry_vanished(
+        lambda: ocp.CheckpointManager(self.directory, options=options),
+        self.directory)
+
+  def reload(self) -> None:
+    """Re-reads the step list (steps a live trainer wrote or deleted)."""
+    _retry_vanished(self.manager.reload, self.directory)
 
   def quarantine(self, step: int, reason: str) -> str | None:
     """Moves step `step` aside (never deletes it); writer only."""
@@ -143,7 +186,7 @@ class Checkpointer:
     print(f'warning: checkpoint step {step} is {reason}; moved to {dst}',
           flush=True)
     if hasattr(self, 'manager'):
-      self.manager.reload()
+      self.reload()
     return dst
 
   def all_steps(self) -> list[int]:
@@ -191,6 +234,8 @@ class Checkpointer:
         json.load(f)
       return self.manager.metadata(step)
     except Exception as e:  # unreadable JSON, missing file
+      if _removed(os.path.dirname(path)):
+        raise _gone(os.path.dirname(path)) from e
       raise CheckpointError(
           f'cannot read checkpoint {self.directory}/{step}: metadata '
           f'unreadable ({type(e).__name__}: {str(e)[:200]})') from e
@@ -214,6 +259,8 @@ class Checkpointer:
       restored = self.manager.restore(
           step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:
+      if _removed(where):
+        raise _gone(where) from e
       raise CheckpointError(f'cannot read checkpoint {where}: '
                             f'{type(e).__name__}: {str(e)[:300]}') from e
     _verify(where, (meta.custom_metadata or {}).get(DIGEST_KEY), restored)
@@ -223,13 +270,22 @@ class Checkpointer:
 
   def restore_latest(self, template: Any = None) -> tuple[Any, int | None]:
     """Newest intact step, falling back past damaged ones; never past a
-    shape mismatch (that is a user error, not damage). Without a step:
-    (template, None)."""
-    errors = []
-    self.manager.reload()  # steps a live trainer wrote since we opened
-    for step in reversed(self.all_steps()):
+    shape mismatch (that is a user error, not damage). A step deleted while
+    it was being read sends it back to the current listing. Without a
+    step: (template, None)."""
+    errors, tried = [], set()
+    self.reload()  # steps a live trainer wrote since we opened
+    while True:
+      left = [s for s in self.all_steps() if s not in tried]
+      if not left:
+        break
+      step = left[-1]
+      tried.add(step)
       try:
         return self.restore(step, template), step
+      except CheckpointGone as e:
+        logging.info('%s; reading the newest step on disk instead', e)
+        self.reload()
       except CheckpointError as e:
         if 'does not match' in str(e):
           raise

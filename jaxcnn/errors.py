@@ -35,6 +35,12 @@ class CheckpointError(JaxcnnError, RuntimeError):
   """A checkpoint is missing, corrupt, or does not match the model."""
 
 
+class CheckpointGone(CheckpointError):
+  """A step that was listed a moment ago was deleted before it could be read
+  (a live trainer's keep policy removes its oldest step at any moment); a
+  reader moves on to a newer step."""
+
+
 class NonFiniteError(JaxcnnError, FloatingPointError):
   """Loss, gradients or the training state became NaN/Inf."""
   exit_code = 4

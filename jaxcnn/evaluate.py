@@ -14,7 +14,7 @@ from jaxcnn import checkpoint, parallel, steps
 from jaxcnn import plugins as plugins_lib
 from jaxcnn import workdir as run_dir
 from jaxcnn.data import augment, pipeline
-from jaxcnn.errors import CheckpointError
+from jaxcnn.errors import CheckpointError, CheckpointGone
 
 
 def make_eval_fn(model, spec: augment.InputSpec, mesh,
@@ -100,10 +100,14 @@ def evaluate_latest(directory: str, template, evaluate_step
 def _newest_intact(ckpt, steps, template):
   """(state, step) of the newest of `steps` that restores; damaged ones are
   reported and (by the caller) never retried. Older intact ones are
-  superseded by a newer one."""
+  superseded by a newer one, and so is every one of `steps` when one was
+  deleted by the trainer's keep policy: (None, None), list again."""
   for step in reversed(steps):
     try:
       return ckpt.restore(step, template), step
+    except CheckpointGone as e:  # behind the trainer: a newer step exists
+      print(f'eval: {e}; skipped', flush=True)
+      return None, None  # the caller re-lists (older ones are superseded)
     except CheckpointError as e:
       if 'does not match' in str(e):
         raise
