@@ -37,10 +37,11 @@ import argparse
 import functools
 import json
 import os
-import platform
 import statistics
 import sys
 import time
+
+from benchmarks import machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALL_MODELS = ('lenet5', 'cifar10_tutorial', 'alexnet_cifar',
@@ -364,7 +365,7 @@ def _write(args, dev, peaks, load_start, results) -> dict:
       'mode': 'in_process' if args.in_process else 'isolated',
       'parent_pid': os.getpid(),
       'device': dev,
-      'host': f'{platform.machine()}, {os.cpu_count()} CPU cores',
+      'host': machine.describe(),
       'versions': _versions(), 'python': sys.version.split()[0],
       'args': vars(args), 'matmul_peak_flops': max(peaks),
       'matmul_peak_flops_samples': peaks,

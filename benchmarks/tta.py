@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -32,6 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from benchmarks import machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMEWORKS = ('jaxcnn', 'tf')
@@ -229,7 +230,7 @@ def _report(args, spec, config, spe, n_train, runs) -> dict:
       'batch_size': config.batch_size, 'epochs': args.epochs,
       'steps_per_epoch': spe, 'target': args.target,
       'parent_pid': os.getpid(),
-      'host': f'{platform.machine()}, {os.cpu_count()} CPU cores',
+      'host': machine.describe(),
       'versions': _versions(), 'python': sys.version.split()[0],
       'time_utc': time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime()),
       'args': vars(args), 'runs': runs, 'ratios_tf_over_jaxcnn': _ratios(runs)}

@@ -20,13 +20,13 @@ import os
 
 import jax
 
+from jaxcnn import paths
+
 ENV_OPT_OUT = 'JAXCNN_COMPILE_CACHE'
 
 
 def default_dir() -> str:
-  base = os.environ.get('JAXCNN_CACHE_DIR') or os.path.join(
-      os.path.expanduser('~'), '.cache', 'jaxcnn')
-  return os.path.join(base, 'xla')
+  return os.path.join(paths.cache_root(), 'xla')
 
 
 def enable() -> str:

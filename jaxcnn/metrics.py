@@ -12,6 +12,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxcnn import summaries
+
 try:  # tensorboard + pillow are pinned; a bare accelerator image may lack them
   from jaxcnn.events import EventWriter
   _NO_EVENTS = None
@@ -137,12 +139,10 @@ class Reporter:
       self.writer.write_scalars(step, {f'eval_{name}/{k}': v
                                        for k, v in r.items()})
       self._log_json(step, f'eval_{name}', r)
-    self.writer.flush()
 
   def summaries(self, step: int, summary_fn, *args) -> None:
     """Runs summary_fn(*args) (jaxcnn/summaries.py), writes its output, and
     leaves its time out of the next examples/sec figure."""
-    from jaxcnn import summaries
     jax.block_until_ready(args)  # the steps already queued still count
     t0 = time.perf_counter()
     host = jax.device_get(summary_fn(*args))

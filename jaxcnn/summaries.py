@@ -203,4 +203,3 @@ def write(writer, step: int, host: dict) -> None:
   hists = {k: np.asarray(v) for k, v in host['hists'].items()}
   writer.write_summaries(step, hists,
                          metadata={k: _hist_metadata(k) for k in hists})
-  writer.flush()

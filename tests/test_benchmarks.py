@@ -5,7 +5,10 @@ the reference models are the same size as jaxcnn's.
 """
 import json
 
+import numpy as np
 import pytest
+
+from benchmarks import machine
 
 
 def test_harness_smoke_report(tmp_path):
@@ -98,3 +101,40 @@ def test_summary_cost_times_the_runs_summary_step(tmp_path, capsys):
   assert rec['num_histograms'] > 0 and rec['num_scalars'] > 0
   for k in ('train_ms', 'summary_ms', 'write_ms', 'overhead_pct'):
     assert rec[k] > 0, k
+
+
+@pytest.mark.parametrize('flags,isa,note', [
+    ('fpu sse2 avx fma avx2 bmi2', 'avx2 fma', '(no AVX-512)'),
+    ('avx2 fma avx512f avx512_bf16 avx512_vnni avx_vnni',
+     'avx2 fma avx512f avx512_bf16 avx512_vnni avx_vnni', ''),
+    ('avx2 fma avx512f amx_tile amx_bf16', 'avx2 fma avx512f amx_tile amx_bf16',
+     ''),
+])
+def test_machine_line_names_the_vector_isa(flags, isa, note):
+  """Reports name the ISA: the same 'AMD EPYC, 2 cores' VM has come with
+  and without AVX-512 (benchmarks/machine.py)."""
+  cpuinfo = ('processor\t: 0\nmodel name\t: AMD EPYC\n'
+             f'flags\t\t: {flags}\n\nprocessor\t: 1\n')
+  line = machine.describe(cpuinfo)
+  assert 'AMD EPYC' in line and f'ISA: {isa}' in line
+  assert line.endswith(note) if note else 'no AVX-512' not in line
+  assert machine.isa('') == [] and 'ISA' not in machine.describe('')
+
+
+@pytest.mark.parametrize('shape', [(2, 8, 8, 3, 5), (2, 7, 5, 4, 3),
+                                   (1, 1, 1, 2, 2), (3, 6, 9, 2, 4)])
+def test_winograd_probe_computes_the_convolution(shape):
+  """The probe's numbers mean something only if its Winograd is exact."""
+  import jax
+  from jax import lax
+  from benchmarks import winograd_probe as wp
+  n, h, w, c, o = shape
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((n, h, w, c), np.float32)
+  k = rng.standard_normal((3, 3, c, o), np.float32)
+  want = np.asarray(lax.conv_general_dilated(
+      x, k, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+  for spec, tol in ((wp.F23, 1e-5), (wp.F43, 1e-4)):
+    got = np.asarray(jax.jit(wp.winograd_conv, static_argnums=2)(x, k, spec))
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=tol * np.abs(want).max())

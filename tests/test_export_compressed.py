@@ -173,9 +173,16 @@ def test_int8_stablehlo_is_jaxcnns_integer_path(runs, artifacts, digits,
   meta = convert.export(runs['int8'], 'stablehlo', path)
   with open(path, 'rb') as f:
     exp = jax.export.deserialize(bytearray(f.read()))
-  np.testing.assert_allclose(np.asarray(exp.call(digits.x_test)),
-                             artifacts['int8'].predict(digits.x_test),
-                             atol=1e-5)
+  got = np.asarray(exp.call(digits.x_test))
+  want = artifacts['int8'].predict(digits.x_test)
+  # The file holds XLA's convolution, the predictor oneDNN's on CPU: float
+  # rounding may move an activation across an int8 step in a few images
+  # (7 of 3600 values, one image, on an AVX2-only VM). Any other change of
+  # the integer path moves many.
+  off = np.abs(got - want).max(axis=1) > 1e-5
+  assert off.mean() <= 0.005, off.sum()
+  assert np.abs(got - want).max() < 0.05
+  assert (got.argmax(1) == want.argmax(1)).mean() >= 0.995
   assert "jaxcnn's own" in meta['compression']['int8_scales']
 
 

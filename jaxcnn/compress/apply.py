@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcnn.compress import fixed_point
+
 
 def _pad_pair(padding, axis: int):
   if isinstance(padding, str):
@@ -116,7 +118,6 @@ def _interceptor(macs, next_fun, args, kwargs, context):
   if kind in ('Conv', 'Dense'):
     p = module.variables.get('params', {})
     if 'kernel_q' in p:  # int8/int4: integer conv/matmul (fixed_point.py)
-      from jaxcnn.compress import fixed_point
       return fixed_point.int_layer(module, args[0], dict(p), macs, path)
     fn = _conv if kind == 'Conv' else _dense
     return fn(module, args[0], dict(p), macs, path)

@@ -32,6 +32,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcnn.compress import apply as apply_lib
 from jaxcnn.compress import base
 from jaxcnn.models.binary import binary_weights, htanh_ste, quantize_act
 
@@ -114,7 +115,6 @@ def apply_any(model, variables: dict, x: jax.Array) -> jax.Array:
   model. Flax runs the earliest-registered interceptor first, and apply.py's
   interceptor computes Conv/Dense itself, so the wrapper's input
   binarisation is registered outside it here."""
-  from jaxcnn.compress import apply as apply_lib
   if isinstance(model, InterceptedModel):
     with nn.intercept_methods(model.interceptor):
       return apply_lib.apply(model.model, variables, x)

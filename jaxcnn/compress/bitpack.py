@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcnn.models import binary as binary_models
+
 WORD = 32
 
 
@@ -104,7 +106,6 @@ def packed_conv(x: jax.Array, w_words: jax.Array, kernel_hw, strides=(1, 1),
 
 
 def _interceptor(packed, next_fun, args, kwargs, context):
-  from jaxcnn.models import binary as binary_models
   module = context.module
   kind = type(module)
   if context.method_name != '__call__' or kind not in (
@@ -124,7 +125,6 @@ def _interceptor(packed, next_fun, args, kwargs, context):
 
 def find_binary_kernels(model: nn.Module, variables: dict, x) -> list[str]:
   """Module paths of the BinConv/BinDense layers (one shape-only trace)."""
-  from jaxcnn.models import binary as binary_models
   found = []
 
   def spy(next_fun, args, kwargs, context):

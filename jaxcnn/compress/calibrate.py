@@ -16,14 +16,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcnn import experiment
+from jaxcnn.data import augment
+
 LAYER_KINDS = ('Conv', 'Dense')
 
 
 def calibration_images(config, num_batches: int) -> np.ndarray:
   """num_batches x batch_size training images (a seeded random subset),
   preprocessed as for evaluation (no augmentation)."""
-  from jaxcnn import experiment
-  from jaxcnn.data import augment
   if num_batches < 1:
     raise ValueError(f'calib_batches must be >= 1, got {num_batches}')
   images = experiment.train_subset(config, num_batches * config.batch_size)

@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from jaxcnn import paths
 from jaxcnn.data import validate
 from jaxcnn.data.datasets import DatasetInfo, get_info
 # Splits and the archive readers live in local_files.py; re-exported here so
@@ -38,7 +39,7 @@ from jaxcnn.data.local_files import (Splits, _finish, _load_npz, _local_npz,
 from jaxcnn.errors import DataFormatError, DataNotFoundError
 
 ENV_DATA_DIR = 'JAXCNN_DATA_DIR'
-ENV_CACHE_DIR = 'JAXCNN_CACHE_DIR'
+ENV_CACHE_DIR = paths.ENV_CACHE_DIR
 ENV_IMAGENET_DIR = 'JAXCNN_IMAGENET_DIR'
 fail = validate.fail
 __all__ = ['Splits', 'load', 'load_local', 'load_digits', 'load_tfds',
@@ -55,8 +56,7 @@ def resolve_imagenet_dir() -> str | None:
 
 
 def resolve_cache_dir(cache_dir: str | None) -> str:
-  return (cache_dir or os.environ.get(ENV_CACHE_DIR)
-          or os.path.join(os.path.expanduser('~'), '.cache', 'jaxcnn'))
+  return cache_dir or paths.cache_root()
 
 
 # ----------------------------------------------------- CIFAR-10 JPEG bytes npz

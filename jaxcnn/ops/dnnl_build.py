@@ -30,6 +30,8 @@ import tempfile
 import jax
 import jaxlib
 
+from jaxcnn import paths
+
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                       'dnnl_conv.cc')
 TARGETS = {'forward': 'JaxcnnDnnlConvForward',
@@ -50,9 +52,7 @@ def _root() -> str:
 
 
 def _cache_dir() -> str:
-  base = os.environ.get('JAXCNN_CACHE_DIR') or os.path.join(
-      os.path.expanduser('~'), '.cache', 'jaxcnn')
-  return os.path.join(base, 'onednn')
+  return os.path.join(paths.cache_root(), 'onednn')
 
 
 def _find(root: str) -> tuple[str, str]:
