@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import numpy as np  # noqa: E402
 
+from benchmarks import machine  # noqa: E402
 from jaxcnn import experiment, predict, reopen  # noqa: E402
 from jaxcnn.compress import apply, artifact_model  # noqa: E402
 from jaxcnn.export import convert, families, runtime  # noqa: E402
@@ -186,15 +186,6 @@ def latency(workdirs, paths, rounds, out, threads, batches) -> dict:
   return res
 
 
-def _cpu() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      return next(l.split(':', 1)[1].strip() for l in f
-                  if l.startswith('model name'))
-  except (OSError, StopIteration):
-    return platform.machine()
-
-
 def _versions() -> dict:
   from importlib import metadata
   return {p: metadata.version(p) for p in ('jax', 'jaxlib', 'tensorflow-cpu',
@@ -314,7 +305,8 @@ def main(argv=None) -> dict | None:
   report['versions'] = _versions()
   report['command'] = 'python -m benchmarks.export_bench ' + ' '.join(
       argv if argv is not None else sys.argv[1:])
-  report['machine'] = {'cpu': _cpu(), 'cores': os.cpu_count(),
+  report['machine'] = {'cpu': machine.cpu_model(machine.read_cpuinfo()),
+                       'cores': os.cpu_count(),
                        'load_start': load_start,
                        'load_end': os.getloadavg()[0]}
   with open(os.path.join(out, 'export_report.json'), 'w') as f:

@@ -31,7 +31,7 @@ def isa(cpuinfo: str) -> list[str]:
   return []
 
 
-def _cpuinfo() -> str:
+def read_cpuinfo() -> str:
   try:
     with open('/proc/cpuinfo') as f:
       return f.read()
@@ -41,7 +41,7 @@ def _cpuinfo() -> str:
 
 def describe(cpuinfo: str | None = None) -> str:
   """e.g. 'x86_64, AMD EPYC, 2 CPU cores, ISA: avx2 fma (no AVX-512)'."""
-  text = _cpuinfo() if cpuinfo is None else cpuinfo
+  text = read_cpuinfo() if cpuinfo is None else cpuinfo
   flags = isa(text)
   out = f'{platform.machine()}, {cpu_model(text)}, {os.cpu_count()} CPU cores'
   if flags:

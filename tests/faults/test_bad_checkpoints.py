@@ -3,9 +3,7 @@ import os
 
 import pytest
 
-from jaxcnn import checkpoint, experiment, parallel, train
-
-from jaxcnn import runs
+from jaxcnn import checkpoint, experiment, parallel, runs
 from jaxcnn.errors import CheckpointError
 
 

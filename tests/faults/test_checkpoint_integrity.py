@@ -9,27 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcnn import checkpoint, evaluate, experiment, parallel, predict, train
-
-from jaxcnn import runs
+from jaxcnn import checkpoint, experiment, parallel, predict, runs
 from jaxcnn.errors import CheckpointError, NonFiniteError
-from jaxcnn.state import TrainState
-
-
-def _state(step, value=1.0):
-  return TrainState(step=np.asarray(step, np.int32),
-                    params={'w': np.full((4, 3), value, np.float32),
-                            'b': np.arange(3, dtype=np.float32)},
-                    batch_stats={}, opt_state={'m': np.zeros(3, np.float32)},
-                    ema_params={}, rng=np.zeros(2, np.uint32))
-
-
-def _write(directory, steps, keep=10):
-  ck = checkpoint.Checkpointer(str(directory), keep=keep, async_save=False,
-                               writer=True)
-  for s in steps:
-    ck.save(s, _state(s, value=float(s)))
-  ck.close()
+from tests.faults.checkpoint_checks import state as _state, write as _write
 
 
 def _read(directory, writer=False):

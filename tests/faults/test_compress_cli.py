@@ -9,8 +9,6 @@ import os
 
 import pytest
 
-from jaxcnn import train
-
 from jaxcnn import runs
 from jaxcnn.compress import __main__ as cli
 from jaxcnn.compress import ranges

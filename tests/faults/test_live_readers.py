@@ -9,29 +9,13 @@ import os
 import shutil
 import threading
 
-import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from orbax.checkpoint._src.metadata import checkpoint as orbax_metadata
 
 from jaxcnn import checkpoint, evaluate
 from jaxcnn.errors import CheckpointError, CheckpointGone
-from jaxcnn.state import TrainState
-
-
-def _state(step, value=1.0):
-  return TrainState(step=np.asarray(step, np.int32),
-                    params={'w': np.full((4, 3), value, np.float32)},
-                    batch_stats={}, opt_state={'m': np.zeros(3, np.float32)},
-                    ema_params={}, rng=np.zeros(2, np.uint32))
-
-
-def _write(directory, steps, keep=10):
-  ck = checkpoint.Checkpointer(str(directory), keep=keep, async_save=False,
-                               writer=True)
-  for s in steps:
-    ck.save(s, _state(s, value=float(s)))
-  ck.close()
+from tests.faults.checkpoint_checks import state as _state, write as _write
 
 
 def _reader(directory):

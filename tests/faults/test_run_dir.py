@@ -3,14 +3,11 @@ trainer per workdir, stale locks, readers beside a live trainer, resume
 under another config, unusable paths, partial files after a crash."""
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
-
-from jaxcnn import evaluate, train
 
 from jaxcnn import runs
 from jaxcnn import workdir as run_dir

@@ -16,7 +16,7 @@ def _files(root):
 
 def test_predict_and_compress_write_only_inside_their_dirs(
     tiny_config, tmp_path, monkeypatch):
-  from jaxcnn import predict, train
+  from jaxcnn import predict
   from jaxcnn.compress import __main__ as compress_cli
   dense = tmp_path / 'dense'
   tiny_config.num_train_steps = 3
