@@ -17,11 +17,14 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
 # A test's CPU goes to compiling tiny programs, not running them, so XLA's
 # slow backend passes are off (measured: the mobilenet smoke test 80 -> 62 s
 # wall). Subprocesses that must run at default flags set XLA_FLAGS
-# themselves; JAXCNN_TEST_XLA_DEFAULTS=1 keeps the defaults everywhere.
-if os.environ.get('JAXCNN_TEST_XLA_DEFAULTS') != '1':
-  os.environ['XLA_FLAGS'] = (
-      os.environ.get('XLA_FLAGS', '') + ' --xla_backend_optimization_level=0'
-      ' --xla_llvm_disable_expensive_passes=true').strip()
+# themselves (adding FAST_COMPILE_FLAGS where speed of compiling is all that
+# matters); JAXCNN_TEST_XLA_DEFAULTS=1 keeps the defaults everywhere.
+FAST_COMPILE_FLAGS = ('' if os.environ.get('JAXCNN_TEST_XLA_DEFAULTS') == '1'
+                      else '--xla_backend_optimization_level=0 '
+                      '--xla_llvm_disable_expensive_passes=true')
+if FAST_COMPILE_FLAGS not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' +
+                             FAST_COMPILE_FLAGS).strip()
 
 import pytest  # noqa: E402
 

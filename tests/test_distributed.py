@@ -21,6 +21,7 @@ import sys
 import jax
 import pytest
 from jaxcnn import runs
+from tests.conftest import FAST_COMPILE_FLAGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROCESSES = 2
@@ -90,10 +91,10 @@ def reference_main(single: str, multi: str) -> None:
 
 
 def _spawn(args, devices: int = 1, **env_extra):
-  # LLVM -O0: these runs are compile-bound; results are compared with a
+  # Fast compiles: these runs are compile-bound; results are compared with a
   # tolerance, not bit for bit.
   env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cpu', **env_extra,
-             XLA_FLAGS='--xla_backend_optimization_level=0 '
+             XLA_FLAGS=f'{FAST_COMPILE_FLAGS} '
              f'--xla_force_host_platform_device_count={devices}')
   return subprocess.Popen([sys.executable, os.path.abspath(__file__), *args],
                           cwd=ROOT, env=env, stdout=subprocess.PIPE,

@@ -2,8 +2,8 @@
 
 The five run as parallel subprocesses, each with its own kernel; smoke mode
 (JAXCNN_NOTEBOOK_SMOKE=1) trains a few steps on the embedded digits, and
-XLA's slow optimisation passes are off (compile time, not run time, is what
-a 3-step run spends).
+XLA's slow optimisation passes are off (tests/conftest.py: compile time,
+not run time, is what a 3-step run spends).
 """
 import concurrent.futures
 import json
@@ -54,10 +54,7 @@ def executed(tmp_path_factory):
   env.update(JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='-1')
   env.update(JAXCNN_NOTEBOOK_SMOKE='1', JAX_PLATFORMS='cpu',
-             PYTHONPATH=ROOT + os.pathsep + env.get('PYTHONPATH', ''),
-             XLA_FLAGS=(env.get('XLA_FLAGS', '') +
-                        ' --xla_backend_optimization_level=0'
-                        ' --xla_llvm_disable_expensive_passes=true'))
+             PYTHONPATH=ROOT + os.pathsep + env.get('PYTHONPATH', ''))
 
   def run(name):
     e = dict(env, JAXCNN_NOTEBOOK_WORKDIR=str(tmp / name))
