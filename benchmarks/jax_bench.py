@@ -39,6 +39,7 @@ MODEL_CONFIGS = {
 # on oneDNN (config.xla_cpu_conv='auto', jaxcnn/ops/cpu_options.py);
 # 'eigen' keeps XLA's Eigen convolutions, 'ynnpack' is jaxlib 0.10.2's own
 # default (convs and dots on YNNPACK), 'no_ynn' takes dots off YNNPACK too.
+# 'onednn_bf16': oneDNN convolutions on bf16-rounded inputs (AVX512_BF16).
 # 'xla_onednn_flag' / 'xnnpack' are XLA flags this jaxlib accepts but
 # compiles to the same HLO (it is built without them): kept to show that
 # (docs/performance.md).
@@ -51,6 +52,7 @@ VARIANTS = {
     'xla_onednn_flag': ({'xla_cpu_conv': 'eigen'}, {'xla_cpu_use_onednn': True}),
     'xnnpack': ({}, {'xla_cpu_use_xnnpack': True}),
     'bf16': ({'precision': 'bfloat16'}, {}),
+    'onednn_bf16': ({'xla_cpu_conv': 'onednn_bf16'}, {}),
 }
 
 

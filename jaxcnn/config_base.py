@@ -82,7 +82,9 @@ def base_config() -> ml_collections.ConfigDict:
   # CPU convolution library: 'auto' (oneDNN when it loads and the mesh is
   # one CPU device, else Eigen), 'onednn', 'eigen' or 'ynnpack' (jaxlib's
   # default); measured in docs/performance.md, jaxcnn/ops/cpu_options.py.
-  # Ignored on GPU/TPU.
+  # 'onednn_bf16': oneDNN multiplying bf16-rounded inputs with float32
+  # accumulation (CPUs with AVX512_BF16 or AMX only; changes the numerics,
+  # so not switchable on resume). Ignored on GPU/TPU.
   c.xla_cpu_conv = 'auto'
 
   c.log_every_steps = 100          # train metrics + the tutorial's log line

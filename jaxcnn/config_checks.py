@@ -64,7 +64,7 @@ _CHOICES = (
                          'cifar10_pixel_mean')),
     ('l2.mode', ('none', 'loss', 'coupled')),
     ('precision', ('float32', 'bfloat16')),
-    ('xla_cpu_conv', ('auto', 'onednn', 'eigen', 'ynnpack')),
+    ('xla_cpu_conv', ('auto', 'onednn', 'onednn_bf16', 'eigen', 'ynnpack')),
     # Anything but 'ema'/'auto' would silently mean 'params'.
     ('init_from_weights', WEIGHTS),
     ('weights', WEIGHTS),

@@ -272,6 +272,14 @@ def is_neutral(field: str) -> bool:
   return _covered(field, list(_NEUTRAL))
 
 
+def _neutral_change(field: str, old, new) -> bool:
+  """The convolution library is neutral (summation order only) unless the
+  change enters or leaves its bf16 arithmetic."""
+  if field == 'xla_cpu_conv' and 'onednn_bf16' in (old, new):
+    return False
+  return _covered(field, list(_NEUTRAL))
+
+
 def check_resume(workdir: str, config, step: int) -> None:
   """Refuses to continue a run under a config that changes its trajectory.
 
@@ -284,7 +292,7 @@ def check_resume(workdir: str, config, step: int) -> None:
     return
   changes = config_changes(saved, config)
   allowed = [p.strip() for p in config.resume_override.split(',') if p.strip()]
-  blocked = [c for c in changes if not _covered(c[0], list(_NEUTRAL)) and
+  blocked = [c for c in changes if not _neutral_change(*c) and
              not _covered(c[0], allowed)]
   if blocked:
     listing = '; '.join(f'{k}: {a!r} -> {b!r}' for k, a, b in blocked[:8])

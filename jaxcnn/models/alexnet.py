@@ -56,7 +56,7 @@ class AlexNet(nn.Module):
   lrn_bias: float = 2.0
   lrn_alpha: float = 1e-4
   lrn_beta: float = 0.75
-  conv: str = 'xla'  # conv library on CPU: 'xla' or 'onednn' (ops/conv.py)
+  conv: str = 'xla'  # CPU conv library: ops/conv.py IMPLS
   init_scheme: str = 'lecun'  # or 'paper'
 
   def _pool(self, x: jax.Array) -> jax.Array:

@@ -51,7 +51,7 @@ class Cifar10Tutorial(nn.Module):
   At 24x24x3: 1,068,298 parameters, 18,470,784 conv+fc multiply-adds.
   """
   num_classes: int = 10
-  conv: str = 'xla'  # conv library on CPU: 'xla' or 'onednn' (ops/conv.py)
+  conv: str = 'xla'  # CPU conv library: ops/conv.py IMPLS
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

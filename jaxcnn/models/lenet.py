@@ -71,7 +71,7 @@ class LeNet5(nn.Module):
   num_classes: int = 10
   activation: str = 'relu'
   dropout_rate: float = 0.0  # applied before F6 and the output, never on logits
-  conv: str = 'xla'  # conv library on CPU: 'xla' or 'onednn' (ops/conv.py)
+  conv: str = 'xla'  # CPU conv library: ops/conv.py IMPLS
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

@@ -49,7 +49,7 @@ class ConvBN(nn.Module):
   strides: int = 1
   activation: str | None = 'relu'
   kernel_init: str = 'fan_out'
-  conv: str = 'xla'  # conv library on CPU: 'xla' or 'onednn' (ops/conv.py)
+  conv: str = 'xla'  # CPU conv library: ops/conv.py IMPLS
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -110,7 +110,7 @@ class CifarResNet(nn.Module):
   shortcut: str = 'A'
   cpu_materialize: bool = True
   kernel_init: str = 'fan_out'
-  conv: str = 'xla'  # conv library on CPU: 'xla' or 'onednn' (ops/conv.py)
+  conv: str = 'xla'  # CPU conv library: ops/conv.py IMPLS
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

@@ -20,7 +20,7 @@ class SimpleCNN(nn.Module):
   hidden: int = 128
   activation: str = 'relu'
   dropout_rate: float = 0.0  # on the hidden layer only, never on logits
-  conv: str = 'xla'  # conv library on CPU: 'xla' or 'onednn' (ops/conv.py)
+  conv: str = 'xla'  # CPU conv library: ops/conv.py IMPLS
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

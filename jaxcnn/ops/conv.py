@@ -16,6 +16,11 @@ on CPU only, so GPU/TPU programs are XLA's own convolution, unchanged. The
 gradient is a custom VJP whose two halves are oneDNN's backward-data and
 backward-weights primitives (reverse mode only: no jvp or second order).
 
+`conv_fn('onednn_bf16')` is the same path with bf16-rounded inputs and
+float32 accumulation (dnnl_conv.cc): on AVX512_BF16, forward and
+input-gradient convolutions measured ~1.8x and filter gradients ~1.3x
+faster than float32 oneDNN; offered only where oneDNN reports native bf16.
+
 Inside `jit` with the batch sharded over several devices, the custom calls
 would be replicated by XLA's partitioner; `cpu_options` uses this path only
 for one-device CPU meshes.
@@ -32,18 +37,19 @@ from jax import lax
 
 from jaxcnn.ops import dnnl_build
 
-IMPLS = ('xla', 'onednn')
+IMPLS = ('xla', 'onednn', 'onednn_bf16')
 _NHWC = lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
 
 
-def _call(kind: str, out_shape, a, b, strides, pads):
+def _call(kind: str, out_shape, a, b, strides, pads, bf16: bool):
   (pt, pb), (pl, pr) = pads
   return jax.ffi.ffi_call(
       dnnl_build.TARGET_PREFIX + kind,
       jax.ShapeDtypeStruct(out_shape, jnp.float32),
       vmap_method='sequential')(
           a, b, sh=np.int64(strides[0]), sw=np.int64(strides[1]),
-          pt=np.int64(pt), pb=np.int64(pb), pl=np.int64(pl), pr=np.int64(pr))
+          pt=np.int64(pt), pb=np.int64(pb), pl=np.int64(pl), pr=np.int64(pr),
+          bf16=np.int64(bf16))
 
 
 def _out_shape(x_shape, w_shape, strides, pads):
@@ -54,20 +60,20 @@ def _out_shape(x_shape, w_shape, strides, pads):
   return (n, oh, ow, o)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _onednn(x, w, strides, pads):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _onednn(x, w, strides, pads, bf16):
   return _call('forward', _out_shape(x.shape, w.shape, strides, pads), x, w,
-               strides, pads)
+               strides, pads, bf16)
 
 
-def _fwd(x, w, strides, pads):
-  return _onednn(x, w, strides, pads), (x, w)
+def _fwd(x, w, strides, pads, bf16):
+  return _onednn(x, w, strides, pads, bf16), (x, w)
 
 
-def _bwd(strides, pads, res, g):
+def _bwd(strides, pads, bf16, res, g):
   x, w = res
-  dx = _call('backward_data', x.shape, g, w, strides, pads)
-  dw = _call('backward_weights', w.shape, x, g, strides, pads)
+  dx = _call('backward_data', x.shape, g, w, strides, pads, bf16)
+  dw = _call('backward_weights', w.shape, x, g, strides, pads, bf16)
   return dx, dw
 
 
@@ -110,8 +116,14 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
                          lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count: int = 1,
                          batch_group_count: int = 1, precision=None,
-                         preferred_element_type=None) -> jax.Array:
-  """`lax.conv_general_dilated`, on oneDNN when on CPU and supported."""
+                         preferred_element_type=None, *,
+                         bf16: bool = False) -> jax.Array:
+  """`lax.conv_general_dilated`, on oneDNN when on CPU and supported.
+
+  bf16: oneDNN rounds the float32 inputs of each convolution (and of both
+  its gradients) to bfloat16 and accumulates in float32; the result stays
+  float32. Only the CPU path changes: elsewhere it is lax's float32 conv.
+  """
   xla = functools.partial(
       lax.conv_general_dilated, window_strides=window_strides,
       padding=padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
@@ -125,7 +137,7 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
     return xla(lhs, rhs)
   strides = tuple(int(s) for s in window_strides)
   pads = _explicit_pads(lhs.shape, rhs.shape, strides, padding)
-  onednn = lambda a, b: _onednn(a, b, strides, pads)  # pylint: disable=unnecessary-lambda-assignment
+  onednn = lambda a, b: _onednn(a, b, strides, pads, bool(bf16))  # pylint: disable=unnecessary-lambda-assignment
   return lax.platform_dependent(lhs, rhs, cpu=onednn, default=xla)
 
 
@@ -135,30 +147,47 @@ def conv_fn(impl: str):
     raise ValueError(f'conv impl must be one of {IMPLS}, got {impl!r}')
   if impl == 'xla':
     return lax.conv_general_dilated
-  status = onednn_status()  # registers the FFI targets before any lowering
-  if not status.ok:
-    raise ValueError(f'conv impl onednn: {status.reason}')
-  return conv_general_dilated
+  bf16 = impl == 'onednn_bf16'
+  status = onednn_bf16_status() if bf16 else onednn_status()
+  if not status.ok:  # also registers the FFI targets before any lowering
+    raise ValueError(f'conv impl {impl}: {status.reason}')
+  return functools.partial(conv_general_dilated, bf16=bf16)
 
 
 @functools.lru_cache(maxsize=1)
 def onednn_status() -> dnnl_build.Status:
   """dnnl_build.status(), plus a check of one strided, padded convolution
   and both of its gradients against XLA's on the CPU (rtol 1e-4)."""
-  st = dnnl_build.status()
+  return _checked(dnnl_build.status(), bf16=False)
+
+
+@functools.lru_cache(maxsize=1)
+def onednn_bf16_status() -> dnnl_build.Status:
+  """As onednn_status for the bf16 path, which is offered only where oneDNN
+  multiplies bf16 natively (emulated, it is slower than float32), and is
+  checked against XLA's float32 convolution at bf16's tolerance."""
+  st = onednn_status()
+  if st.ok and not st.native_bf16:
+    return dnnl_build.Status(
+        False, 'this CPU has no native bf16 dot products (AVX512_BF16 or '
+        'AMX) for oneDNN; use xla_cpu_conv=onednn (float32)', st.version)
+  return _checked(st, bf16=True) if st.ok else st
+
+
+def _checked(st: dnnl_build.Status, bf16: bool) -> dnnl_build.Status:
   if not st.ok:
     return st
   try:
     # Eager even when first asked from inside a trace (a model's apply).
     with jax.ensure_compile_time_eval():
-      _self_check()
+      _self_check(bf16)
   except Exception as e:  # pylint: disable=broad-except
     return dnnl_build.Status(False, f'oneDNN self-check failed: '
                              f'{type(e).__name__}: {e}'[:500])
   return st
 
 
-def _self_check() -> None:
+def _self_check(bf16: bool) -> None:
   cpu = jax.devices('cpu')[0]
   rng = np.random.default_rng(0)
   x = jax.device_put(rng.standard_normal((2, 7, 7, 3), np.float32), cpu)
@@ -166,11 +195,16 @@ def _self_check() -> None:
   args = dict(window_strides=(2, 2), padding=((1, 0), (2, 1)),
               dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   got = jax.jit(jax.value_and_grad(
-      lambda a, b: jnp.sum(jnp.sin(conv_general_dilated(a, b, **args))),
+      lambda a, b: jnp.sum(jnp.sin(conv_general_dilated(a, b, **args,
+                                                        bf16=bf16))),
       argnums=(0, 1)))(x, w)
   want = jax.jit(jax.value_and_grad(
       lambda a, b: jnp.sum(jnp.sin(lax.conv_general_dilated(a, b, **args))),
       argnums=(0, 1)))(x, w)
+  # bf16 keeps 8 significant bits: inputs rounded by 2^-9 relative, sums of
+  # 27 products, so a few 1e-2 of the largest value.
+  tol = 3e-2 if bf16 else 1e-4
   for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-    np.testing.assert_allclose(np.asarray(g), np.asarray(e), rtol=1e-4,
-                               atol=1e-4)
+    g, e = np.asarray(g), np.asarray(e)
+    np.testing.assert_allclose(g, e, rtol=tol,
+                               atol=tol * max(1.0, float(np.abs(e).max())))

@@ -4,6 +4,10 @@ config.xla_cpu_conv:
   'auto'    oneDNN (jaxcnn/ops/conv.py) when its extension loads and the
             mesh is one CPU device, else 'eigen'. The default.
   'onednn'  oneDNN, and an error when it cannot be used.
+  'onednn_bf16'  oneDNN with bf16-rounded inputs and float32 accumulation,
+            where the CPU multiplies bf16 natively (AVX512_BF16, AMX); an
+            error elsewhere. Forward and input-gradient convolutions ~1.8x,
+            filter gradients ~1.3x faster than float32 oneDNN on such a CPU.
   'eigen'   XLA's Eigen convolutions.
   'ynnpack' XLA's YNNPACK convolutions (jaxlib 0.10.2's own default).
 
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 from jaxcnn.ops import conv as conv_ops
 
-CONV_LIBRARIES = ('auto', 'onednn', 'eigen', 'ynnpack')
+CONV_LIBRARIES = ('auto', 'onednn', 'onednn_bf16', 'eigen', 'ynnpack')
 
 _EIGEN_CONV = {'xla_cpu_experimental_ynn_fusion_type':
                'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'}
@@ -56,21 +60,24 @@ def onednn_unavailable(conv: str, platform: str, n_devices: int) -> str:
   if n_devices != 1:
     return (f'oneDNN convolutions need a one-device mesh, this one has '
             f'{n_devices} (XLA would replicate them)')
+  if conv == 'onednn_bf16':
+    status = conv_ops.onednn_bf16_status()
+    return '' if status.ok else f'oneDNN bf16 is unavailable: {status.reason}'
   status = conv_ops.onednn_status()
   return '' if status.ok else f'oneDNN is unavailable: {status.reason}'
 
 
 def model_conv(conv: str, mesh) -> str:
-  """'onednn' or 'xla': the `conv` field models get on `mesh`."""
+  """'onednn', 'onednn_bf16' or 'xla': the `conv` field models get."""
   _check(conv)
   if conv in ('eigen', 'ynnpack'):
     return 'xla'
   why = onednn_unavailable(conv, mesh.devices.flat[0].platform,
                            mesh.devices.size)
   if not why:
-    return 'onednn'
-  if conv == 'onednn':
-    raise ValueError(f'xla_cpu_conv=onednn: {why}')
+    return 'onednn_bf16' if conv == 'onednn_bf16' else 'onednn'
+  if conv != 'auto':
+    raise ValueError(f'xla_cpu_conv={conv}: {why}')
   return 'xla'
 
 
@@ -84,5 +91,6 @@ def describe(conv: str, mesh) -> str:
   why = onednn_unavailable(conv, platform, mesh.devices.size)
   if why:
     return f'convolutions: XLA eigen (xla_cpu_conv={conv}; {why})'
-  return (f'convolutions: oneDNN {conv_ops.onednn_status().version} '
+  kind = ' bf16 inputs, float32 sums' if conv == 'onednn_bf16' else ''
+  return (f'convolutions: oneDNN {conv_ops.onednn_status().version}{kind} '
           f'(xla_cpu_conv={conv})')

@@ -45,6 +45,7 @@ class Status:
   ok: bool
   reason: str           # why not, or the library used
   version: str = ''
+  native_bf16: bool = False  # oneDNN's ISA here multiplies bf16 natively
 
 
 def _root() -> str:
@@ -95,14 +96,16 @@ def _compile(inc: str, lib: str, out: str) -> None:
   os.replace(tmp, out)  # atomic: parallel builders each write their own tmp
 
 
-def _register(path: str) -> str:
+def _register(path: str) -> tuple[str, bool]:
+  """Registers the FFI targets; (oneDNN version, native bf16)."""
   lib = ctypes.CDLL(path)
   for short, symbol in TARGETS.items():
     jax.ffi.register_ffi_target(TARGET_PREFIX + short,
                                 jax.ffi.pycapsule(getattr(lib, symbol)),
                                 platform='cpu')
   v = lib.jaxcnn_dnnl_version()
-  return f'{v // 10000}.{v // 100 % 100}.{v % 100}'
+  return (f'{v // 10000}.{v // 100 % 100}.{v % 100}',
+          bool(lib.jaxcnn_dnnl_native_bf16()))
 
 
 @functools.lru_cache(maxsize=1)
@@ -116,7 +119,7 @@ def status() -> Status:
     path = _library_path(inc, lib)
     if not os.path.exists(path):
       _compile(inc, lib, path)
-    version = _register(path)
+    version, native_bf16 = _register(path)
   except Exception as e:  # pylint: disable=broad-except
     return Status(False, f'{type(e).__name__}: {e}')
-  return Status(True, path, version)
+  return Status(True, path, version, native_bf16)
