@@ -156,21 +156,24 @@ def make_rows(train_t, eval_t, info, batch, macs) -> dict:
 
 def make_ratios(rows, train_t, eval_t) -> tuple[dict, dict]:
   """jaxcnn / reference throughput (medians), and the min..max of the same
-  ratio taken round by round (both measured within one round)."""
-  base = rows['jaxcnn']
+  ratio taken round by round (both measured within one round). Keyed by the
+  reference's name for jaxcnn's default; 'jaxcnn[v] / ref' for a variant."""
   ratios, spread = {}, {}
-  for name in rows:
-    if name not in REFERENCES:
-      continue
-    ratios[name] = {
-        'train': base['train']['images_per_sec']
-                 / rows[name]['train']['images_per_sec'],
-        'eval': base['eval']['images_per_sec']
-                / rows[name]['eval']['images_per_sec']}
-    spread[name] = {
-        phase: [min(per), max(per)] for phase, t in (('train', train_t),
-                                                     ('eval', eval_t))
-        for per in [[r / j for j, r in zip(t['jaxcnn'], t[name])]]}
+  variants = [n for n in rows if n == 'jaxcnn' or n.startswith('jaxcnn[')]
+  for ours in variants:
+    for name in rows:
+      if name not in REFERENCES:
+        continue
+      key = name if ours == 'jaxcnn' else f'{ours} / {name}'
+      ratios[key] = {
+          phase: rows[ours][phase]['images_per_sec']
+                 / rows[name][phase]['images_per_sec']
+          for phase in ('train', 'eval')}
+      spread[key] = {
+          phase: [min(per), max(per)] for phase, t in (('train', train_t),
+                                                       ('eval', eval_t))
+          for per in [[r / j for j, r in zip(t[ours], t[name])]]}
+  base = rows['jaxcnn']
   for name, key in (('jaxcnn (real data)', 'real_vs_synthetic'),
                     ('jaxcnn (device data)', 'device_data_vs_synthetic')):
     if name in rows:
