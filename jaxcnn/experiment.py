@@ -170,7 +170,8 @@ def build(config, mesh, plugins=(), p: Plan | None = None,
   """Model, optimizer and state (template) after every plugin's set-up.
   `p` None: a one-step plan (shapes don't depend on the schedule's length),
   for readers that only restore."""
-  conv = cpu_options.model_conv(config.xla_cpu_conv, mesh)
+  conv = cpu_options.model_conv(config.xla_cpu_conv, mesh,
+                                strict=not restore_only)
   model = plugins_lib.wrap_model(plugins, build_model(config, conv))
   tx, schedule = make_optimizer(config, model, p or Plan(1, 1))
   state = init_state(config, model, tx, mesh)

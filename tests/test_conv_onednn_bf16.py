@@ -8,9 +8,12 @@ bf16 kernels, keeps parameters float32 and stays near the float32 step; the
 option is refused with its reason where it cannot run (no native bf16,
 several devices) and GPU/TPU lowerings carry no oneDNN call; switching into
 or out of it on resume is refused like any change of the numerics, while the
-float32 libraries stay interchangeable.
+float32 libraries stay interchangeable; a workdir trained with a library
+another machine lacks (bf16, oneDNN itself) still opens there for eval.
 """
+import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -140,9 +143,11 @@ def test_refused_where_it_cannot_run():
   assert 'one-device' in cpu_options.onednn_unavailable('onednn_bf16',
                                                         'cpu', 2)
   if len(jax.devices()) >= 2:
-    with pytest.raises(ValueError, match='xla_cpu_conv=onednn_bf16'):
-      cpu_options.model_conv('onednn_bf16',
-                             parallel.make_mesh(2, jax.devices()[:2]))
+    two = parallel.make_mesh(2, jax.devices()[:2])
+    for lib in ('onednn_bf16', 'onednn'):
+      with pytest.raises(ValueError, match=f'xla_cpu_conv={lib}'):
+        cpu_options.model_conv(lib, two)
+      assert cpu_options.model_conv(lib, two, strict=False) == 'xla'
 
 
 @pytest.mark.parametrize('old,new,refused', [
@@ -194,3 +199,47 @@ def test_cpu_without_native_bf16_is_refused(isa):
   if out.stdout.startswith('skip'):
     pytest.skip(out.stdout)
   assert out.stdout.strip().endswith('ok'), out.stdout
+
+
+def _cli(args, env_extra=None, timeout=300):
+  env = {**os.environ, **(env_extra or {})}
+  return subprocess.run([sys.executable, '-m', 'jaxcnn.main', *args],
+                        cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=timeout)
+
+
+@pytest.mark.parametrize('trained_with,reader_env', [
+    ('onednn_bf16', {'ONEDNN_MAX_CPU_ISA': 'AVX2'}),
+    ('onednn', {'JAXCNN_DNNL_ROOT': '/nonexistent-dnnl-prefix'}),
+])
+def test_workdir_opens_where_its_conv_library_cannot_run(tmp_path,
+                                                         trained_with,
+                                                         reader_env):
+  """A run trained with a machine-specific conv library is evaluated on a
+  machine without it (the real CLI, --mode=eval_once): readers fall back
+  to what 'auto' picks there, while training there is refused."""
+  if trained_with == 'onednn_bf16':
+    if not conv.onednn_bf16_status().ok:
+      pytest.skip('needs native bf16 to train the run')
+  elif not conv.onednn_status().ok:
+    pytest.skip('needs oneDNN to train the run')
+  wd = str(tmp_path / 'run')
+  out = _cli(['--config', 'configs/quickstart.py', '--workdir', wd,
+              '--config.num_train_steps=2', '--config.end_plots=False',
+              f'--config.xla_cpu_conv={trained_with}'])
+  assert out.returncode == 0, out.stderr[-2000:]
+  trained = json.load(open(os.path.join(wd, 'final_metrics.json')))
+  out = _cli(['--workdir', wd, '--mode=eval_once'], reader_env)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert 'precision @ 1' in out.stdout
+  # The same step's accuracy as the trainer's own final evaluation, up to
+  # the conv arithmetic (bf16 vs float32) flipping an argmax or two.
+  got = float(re.search(r'precision @ 1 = ([0-9.]+)', out.stdout).group(1))
+  want = trained['params']['precision@1']
+  assert abs(got - want) <= 0.02, (got, want)
+  resumed = _cli(['--config', 'configs/quickstart.py', '--workdir', wd,
+                  '--config.num_train_steps=4', '--config.end_plots=False',
+                  f'--config.xla_cpu_conv={trained_with}',
+                  '--config.resume_override=num_train_steps'], reader_env)
+  assert resumed.returncode != 0
+  assert f'xla_cpu_conv={trained_with}' in resumed.stderr

@@ -67,8 +67,14 @@ def onednn_unavailable(conv: str, platform: str, n_devices: int) -> str:
   return '' if status.ok else f'oneDNN is unavailable: {status.reason}'
 
 
-def model_conv(conv: str, mesh) -> str:
-  """'onednn', 'onednn_bf16' or 'xla': the `conv` field models get."""
+def model_conv(conv: str, mesh, strict: bool = True) -> str:
+  """'onednn', 'onednn_bf16' or 'xla': the `conv` field models get.
+
+  strict False (readers of a finished run: eval, predict, export): a
+  library this machine cannot run gives 'auto''s choice instead of an
+  error, since the conv library only decides how the same function is
+  computed, and a workdir must open wherever it is copied.
+  """
   _check(conv)
   if conv in ('eigen', 'ynnpack'):
     return 'xla'
@@ -76,9 +82,11 @@ def model_conv(conv: str, mesh) -> str:
                            mesh.devices.size)
   if not why:
     return 'onednn_bf16' if conv == 'onednn_bf16' else 'onednn'
-  if conv != 'auto':
-    raise ValueError(f'xla_cpu_conv={conv}: {why}')
-  return 'xla'
+  if conv == 'auto':
+    return 'xla'
+  if not strict:
+    return model_conv('auto', mesh)
+  raise ValueError(f'xla_cpu_conv={conv}: {why}')
 
 
 def describe(conv: str, mesh) -> str:
