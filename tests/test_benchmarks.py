@@ -138,3 +138,27 @@ def test_winograd_probe_computes_the_convolution(shape):
     got = np.asarray(jax.jit(wp.winograd_conv, static_argnums=2)(x, k, spec))
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, atol=tol * np.abs(want).max())
+
+
+def test_ratios_cover_every_jaxcnn_variant():
+  """Medians and per-round spread, for jaxcnn's default (keyed by the
+  reference) and each variant ('jaxcnn[v] / ref'); data-path rows are
+  ratios to the synthetic default only."""
+  from benchmarks import run
+  train_t = {'jaxcnn': [0.10, 0.20], 'jaxcnn[bf]': [0.05, 0.10],
+             'tf': [0.20, 0.20], 'jaxcnn (real data)': [0.125, 0.125]}
+  eval_t = {'jaxcnn': [0.04, 0.04], 'jaxcnn[bf]': [0.02, 0.04],
+            'tf': [0.04, 0.04]}
+  ips = lambda s: {'images_per_sec': 100 / s}  # pylint: disable=unnecessary-lambda-assignment
+  rows = {k: {'train': ips(float(np.median(v)))} for k, v in train_t.items()}
+  for k, v in eval_t.items():
+    rows[k]['eval'] = ips(float(np.median(v)))
+  ratios, spread = run.make_ratios(rows, train_t, eval_t)
+  assert set(ratios) == {'tf', 'jaxcnn[bf] / tf', 'real_vs_synthetic'}
+  np.testing.assert_allclose(ratios['tf']['train'], 0.2 / 0.15)
+  np.testing.assert_allclose(ratios['jaxcnn[bf] / tf']['train'], 0.2 / 0.075)
+  np.testing.assert_allclose(ratios['jaxcnn[bf] / tf']['eval'], 0.04 / 0.03)
+  np.testing.assert_allclose(spread['tf']['train'], [1.0, 2.0])
+  np.testing.assert_allclose(spread['jaxcnn[bf] / tf']['train'], [2.0, 4.0])
+  np.testing.assert_allclose(spread['jaxcnn[bf] / tf']['eval'], [1.0, 2.0])
+  np.testing.assert_allclose(ratios['real_vs_synthetic'], 0.15 / 0.125)
