@@ -277,7 +277,7 @@ def _neutral_change(field: str, old, new) -> bool:
   change enters or leaves its bf16 arithmetic."""
   if field == 'xla_cpu_conv' and 'onednn_bf16' in (old, new):
     return False
-  return _covered(field, list(_NEUTRAL))
+  return is_neutral(field)
 
 
 def check_resume(workdir: str, config, step: int) -> None:

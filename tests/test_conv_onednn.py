@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 from jax import lax
 
-from jaxcnn import experiment, models, parallel, train
-from jaxcnn.data import pipeline
+from jaxcnn import models, parallel
 from jaxcnn.ops import conv, cpu_options, dnnl_build
+from tests import cli_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NHWC = ('NHWC', 'HWIO', 'NHWC')
@@ -194,22 +194,8 @@ def test_cli_train_step_uses_onednn_and_matches_eigen(onednn, tiny_config):
   oneDNN with 'auto', and two steps end where the Eigen step ends."""
   results = {}
   for lib in ('auto', 'eigen'):
-    c = tiny_config.copy_and_resolve_references()
-    c.xla_cpu_conv, c.batch_size = lib, 8
-    mesh = parallel.make_mesh(1, jax.devices()[:1])
-    b = experiment.build(c, mesh, p=experiment.Plan(100, 100))
-    fn = train.make_train_fn(b.model, b.tx, b.schedule, c, b.state.params,
-                             mesh, jax.tree.map(lambda v: v.sharding, b.state))
-    rng = np.random.default_rng(0)
-    batch = pipeline.put_global(
-        {'image': rng.integers(0, 17, (8, 8, 8, 1), np.uint8),
-         'label': rng.integers(0, 10, (8,), np.int32)},
-        parallel.data_sharding(mesh))
-    hlo = fn.lower(b.state, batch).as_text()
-    state = b.state
-    for _ in range(2):
-      state, m = fn(state, batch)
-    results[lib] = (hlo, float(m['loss']), state.params)
+    hlo, losses, state = cli_step.run_steps(tiny_config, lib, 2, pixel_max=17)
+    results[lib] = (hlo, losses[-1], state.params)
   assert 'jaxcnn_dnnl_conv_backward_weights' in results['auto'][0]
   assert 'jaxcnn_dnnl' not in results['eigen'][0]
   np.testing.assert_allclose(results['auto'][1], results['eigen'][1], rtol=1e-5)

@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 from jax import lax
 
-from jaxcnn import experiment, parallel, train, workdir
-from jaxcnn.data import pipeline
+from jaxcnn import parallel, workdir
 from jaxcnn.errors import WorkdirError
 from jaxcnn.ops import conv, cpu_options
+from tests import cli_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NHWC = ('NHWC', 'HWIO', 'NHWC')
@@ -96,25 +96,8 @@ def test_train_step_runs_bf16_kernels_near_float32(bf16, tiny_config):
   """experiment.build + make_train_fn as the CLI: the step calls the bf16
   kernels, parameters stay float32, and three steps stay within 2% of the
   float32 oneDNN step's loss."""
-  out = {}
-  for lib in ('onednn', 'onednn_bf16'):
-    c = tiny_config.copy_and_resolve_references()
-    c.xla_cpu_conv, c.batch_size = lib, 8
-    mesh = parallel.make_mesh(1, jax.devices()[:1])
-    b = experiment.build(c, mesh, p=experiment.Plan(100, 100))
-    fn = train.make_train_fn(b.model, b.tx, b.schedule, c, b.state.params,
-                             mesh, jax.tree.map(lambda v: v.sharding, b.state))
-    rng = np.random.default_rng(0)
-    batch = pipeline.put_global(
-        {'image': rng.integers(0, 255, (8, 8, 8, 1), np.uint8),
-         'label': rng.integers(0, 10, (8,), np.int32)},
-        parallel.data_sharding(mesh))
-    hlo = fn.lower(b.state, batch).as_text()
-    state, losses = b.state, []
-    for _ in range(3):
-      state, m = fn(state, batch)
-      losses.append(float(m['loss']))
-    out[lib] = (hlo, losses, state)
+  out = {lib: cli_step.run_steps(tiny_config, lib, 3, pixel_max=255)
+         for lib in ('onednn', 'onednn_bf16')}
   assert 'bf16 = 1' in out['onednn_bf16'][0]
   assert 'bf16 = 1' not in out['onednn'][0]
   np.testing.assert_allclose(out['onednn_bf16'][1], out['onednn'][1],

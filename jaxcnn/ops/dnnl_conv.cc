@@ -48,7 +48,7 @@ struct Geometry {
 struct Cached {
   dnnl::primitive prim;
   memory::desc weights;     // the kernel (or its gradient) as oneDNN wants it
-  memory::desc src, dst;    // the activations (or their gradients), NHWC
+  memory::desc src, dst;    // the activations (or their gradients) as read
   memory::desc scratchpad;
 };
 
