@@ -4,6 +4,7 @@ step (benchmarks/jax_bench.JaxRunner), summed per XLA operation.
   python -m benchmarks.profile_step --model cifar10_tutorial
   python -m benchmarks.profile_step --model alexnet_cifar --threads 1 --top 30
   python -m benchmarks.profile_step --model cifar10_tutorial --eval  # eval step
+  python -m benchmarks.profile_step --model cifar10_tutorial --conv onednn_bf16
 
 --threads 1 makes XLA:CPU single-threaded, so each op's time is its own work
 rather than a thread pool's waits (steadier on a shared machine). The trace
@@ -68,6 +69,8 @@ def main(argv=None) -> int:
   p.add_argument('--top', type=int, default=25)
   p.add_argument('--trace_dir', default='')
   p.add_argument('--hlo', default='', help='write the optimised HLO here')
+  p.add_argument('--conv', default='',
+                 help="override the config's xla_cpu_conv (e.g. onednn_bf16)")
   p.add_argument('--eval', action='store_true',
                  help='profile the eval step (compiled as evaluate.py does, '
                       'with XLA\'s default CPU options) instead')
@@ -83,6 +86,8 @@ def main(argv=None) -> int:
   except ModuleNotFoundError:
     print(f'error: no config configs/{a.model}.py', file=sys.stderr)
     return 2
+  if a.conv:
+    config.xla_cpu_conv = a.conv
   opts = None if a.eval else cpu_options.train_compiler_options(
       jax.default_backend(), config.xla_cpu_conv)
   runner = jax_bench.JaxRunner(a.model, config, compiler_options=opts)

@@ -6,6 +6,8 @@
 * precision='bfloat16' is a config option that changes numerics on purpose:
   checked to stay close to float32 and to keep float32 master weights.
 """
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +16,7 @@ import pytest
 from jaxcnn import experiment, parallel, train
 from jaxcnn.data import pipeline
 from jaxcnn.errors import ConfigError
+from jaxcnn.ops import conv as conv_ops
 from jaxcnn.ops import cpu_options
 
 
@@ -68,7 +71,8 @@ def test_eigen_conv_matches_ynnpack(config, plain_run):
 def test_cpu_options_only_on_cpu():
   opts = cpu_options.train_compiler_options('cpu', 'eigen')
   assert opts == {'xla_cpu_experimental_ynn_fusion_type':
-                  'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'}
+                  'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,'
+                  'LIBRARY_FUSION_TYPE_REDUCE'}
   assert cpu_options.train_compiler_options('cpu', 'auto') == opts
   assert cpu_options.train_compiler_options('cpu', 'ynnpack') is None
   assert cpu_options.train_compiler_options('gpu', 'eigen') is None
@@ -96,3 +100,43 @@ def test_bad_speed_options_are_config_errors(config, field, value):
   config[field] = value
   with pytest.raises(ConfigError, match=field):
     experiment.validate(config)
+
+
+def _batch_windowed_reductions(hlo: str) -> list[str]:
+  """4-D reduce-windows whose window spans the batch axis: how XLA:CPU's
+  tree-reduction rewrite lowers a sum over N, H, W (a conv bias's gradient)
+  when YNNPACK does not take reductions (~10x slower than its reduce).
+  Max pools (1xKxKx1) and small 2-D sums (dense biases) do not count."""
+  windows = re.findall(r'reduce-window\([^)]*\), window=\{size=([0-9x]+)',
+                       hlo)
+  return [w for w in windows if w.count('x') == 3 and not w.startswith('1x')]
+
+
+@pytest.mark.parametrize('conv', ['eigen', 'onednn', 'onednn_bf16'])
+def test_train_step_sums_are_not_reduce_windows(conv):
+  """Bias gradients (sums over N, H, W) go to YNNPACK's reduce in every CPU
+  conv library's train step; the old option set is the control."""
+  if conv.startswith('onednn'):
+    status = (conv_ops.onednn_bf16_status() if conv == 'onednn_bf16'
+              else conv_ops.onednn_status())
+    if not status.ok:
+      pytest.skip(status.reason)
+  from configs import quickstart
+  c = quickstart.get_config()
+  c.batch_size = 64
+  c.xla_cpu_conv = conv
+  mesh = parallel.make_mesh(1, jax.devices()[:1])
+  model = experiment.build_model(c, cpu_options.model_conv(conv, mesh))
+  tx, schedule = experiment.make_optimizer(c, model, experiment.Plan(10, 10))
+  state = experiment.init_state(c, model, tx, mesh)
+  fn = train.make_train_fn(model, tx, schedule, c, state.params, mesh,
+                           jax.tree.map(lambda x: x.sharding, state))
+  batch = pipeline.put_global(
+      {'image': np.zeros((64, 8, 8, 1), np.uint8),
+       'label': np.zeros((64,), np.int32)}, parallel.data_sharding(mesh))
+  lowered = fn.lower(state, batch)
+  opts = cpu_options.train_compiler_options('cpu', conv)
+  assert _batch_windowed_reductions(lowered.compile(opts).as_text()) == []
+  old = {'xla_cpu_experimental_ynn_fusion_type':
+         'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'}
+  assert _batch_windowed_reductions(lowered.compile(old).as_text())

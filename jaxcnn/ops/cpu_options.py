@@ -31,8 +31,19 @@ from jaxcnn.ops import conv as conv_ops
 
 CONV_LIBRARIES = ('auto', 'onednn', 'onednn_bf16', 'eigen', 'ynnpack')
 
-_EIGEN_CONV = {'xla_cpu_experimental_ynn_fusion_type':
-               'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'}
+# YNNPACK takes dots and reductions; convolutions stay on Eigen (or are
+# oneDNN custom calls) and elementwise loops stay XLA's. Without REDUCE, XLA
+# rewrites a large reduction (a conv bias's gradient, a sum over N, H, W)
+# into a reduce-window over strided windows: conv1's bias gradient in the
+# tutorial net took 22.5 ms of a 73 ms step, 1.6-2.2 ms as YNNPACK's reduce.
+# Measured train steps (docs/performance.md, 2026-12-03 AMX VM): tutorial
+# 113 -> 86 ms (onednn), 90 -> 64 ms (onednn_bf16); alexnet_cifar 843 ->
+# 777 ms, 508 -> 426 ms. Adding ELTWISE (jaxlib's default also has it)
+# undid the gain (111 / 89 ms): its loops are slower than XLA's fusions.
+_YNN_FUSIONS = ('LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT',
+                'LIBRARY_FUSION_TYPE_REDUCE')
+_TRAIN_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type':
+                  ','.join(_YNN_FUSIONS)}
 
 
 def _check(conv: str) -> None:
@@ -49,7 +60,7 @@ def train_compiler_options(platform: str, conv: str) -> dict | None:
   _check(conv)
   if platform != 'cpu' or conv == 'ynnpack':
     return None
-  return dict(_EIGEN_CONV)
+  return dict(_TRAIN_OPTIONS)
 
 
 def onednn_unavailable(conv: str, platform: str, n_devices: int) -> str:
