@@ -1,6 +1,10 @@
 """LRN op: both conventions against literal loops of the formula, against
-TensorFlow, gradients, and edge cases."""
+TensorFlow, gradients, and edge cases; the C++ kernel's forward and backward
+against the jnp version, and where 'auto' uses it."""
 import os
+import subprocess
+import sys
+import textwrap
 
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')  # TF must not grab a GPU
 
@@ -11,10 +15,14 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
+from jaxcnn.models import get_model
 from jaxcnn.models.layers import LRN
+from jaxcnn.ops import conv as conv_ops
 from jaxcnn.ops.lrn import lrn, lrn_caffe
 
-IMPLS = ('matmul', 'reduce_window')
+JNP_IMPLS = ('matmul', 'reduce_window')
+# 'native': the C++ kernel (ops/lrn_kernel.cc), float32, CPU.
+IMPLS = JNP_IMPLS + ('native',)
 
 
 def _loop(x, lo, hi, k, alpha, beta):
@@ -87,7 +95,7 @@ def test_matches_tensorflow():
                                   want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize('impl', IMPLS)
+@pytest.mark.parametrize('impl', JNP_IMPLS)
 def test_gradients(impl):
   x = _x((1, 2, 2, 6), seed=4, scale=1.0)
   with jax.enable_x64(True):
@@ -177,3 +185,122 @@ def test_module_conventions():
                               caffe_loop(x, 5, 1.0, 1e-4, 0.75), rtol=1e-5)
   with pytest.raises(ValueError, match='convention'):
     LRN(convention='paddle').apply({}, x)
+
+
+def _grads(impl, x, g, *args):
+  return jax.jit(lambda x, g: jax.vjp(
+      lambda v: lrn(v, *args, impl=impl), x)[1](g)[0])(x, g)
+
+
+@pytest.mark.parametrize('shape,r', [
+    ((2, 4, 4, 192), 2),   # AlexNet norm2: many channels
+    ((3, 5, 5, 64), 4),    # the tutorial's radius
+    ((2, 3, 3, 2), 4),     # fewer channels than the window
+    ((1, 1, 1, 1), 0),     # one channel, no neighbours
+    ((7, 13), 3),          # rank 2: channels last is all that counts
+    ((130,), 1),           # rank 1
+    ((0, 4, 4, 8), 2),     # empty batch
+])
+def test_native_backward_matches_autodiff(shape, r):
+  rng = np.random.default_rng(sum(shape) + r)
+  x = jnp.asarray(rng.standard_normal(shape) * 3, jnp.float32)
+  g = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+  for bias, alpha, beta in [(2.0, 1e-4, 0.75), (1.0, 0.3, 0.5),
+                            (0.7, 0.2, 0.6)]:   # 0.6: the powf path
+    args = (r, bias, alpha, beta)
+    chex.assert_trees_all_close(lrn(x, *args, impl='native'),
+                                lrn(x, *args, impl='reduce_window'),
+                                rtol=2e-6, atol=1e-7)
+    chex.assert_trees_all_close(_grads('native', x, g, *args),
+                                _grads('reduce_window', x, g, *args),
+                                rtol=2e-5, atol=1e-6)
+
+
+def test_native_caffe_even_window_gradient():
+  rng = np.random.default_rng(11)
+  x = jnp.asarray(rng.standard_normal((2, 3, 3, 9)), jnp.float32)
+  g = jnp.asarray(rng.standard_normal((2, 3, 3, 9)), jnp.float32)
+  grad = lambda impl: jax.grad(lambda v: jnp.vdot(  # noqa: E731
+      lrn_caffe(v, 4, 1.0, 0.5, 0.6, impl=impl), g))(x)
+  chex.assert_trees_all_close(grad('native'), grad('matmul'), rtol=2e-5,
+                              atol=1e-6)
+
+
+def test_auto_uses_the_kernel_on_cpu_and_jnp_otherwise():
+  x = _x((2, 3, 3, 8), seed=12)
+  step = lambda f: jax.jit(jax.grad(lambda v: jnp.sum(f(v) ** 2)))  # noqa: E731
+  hlo = step(lambda v: lrn(v, 2, 2.0, 1e-4, 0.75)).lower(x).as_text()
+  assert 'jaxcnn_lrn_forward' in hlo and 'jaxcnn_lrn_backward' in hlo
+  # Traced hyper-parameters and float64 stay on jnp (and still work).
+  traced = jax.jit(lambda v, a: lrn(v, 2, 2.0, a, 0.75))
+  assert 'jaxcnn_lrn' not in traced.lower(x, 1e-4).as_text()
+  with jax.enable_x64(True):
+    x64 = jnp.asarray(x, jnp.float64)
+    assert 'jaxcnn_lrn' not in jax.jit(
+        lambda v: lrn(v, 2, 2.0, 1e-4, 0.75)).lower(x64).as_text()
+    with pytest.raises(ValueError, match='float32'):
+      lrn(x64, 2, 2.0, 1e-4, 0.75, impl='native')
+  with pytest.raises(ValueError, match='traced'):
+    jax.jit(lambda v, a: lrn(v, 2, 2.0, a, 0.75, impl='native'))(x, 1e-4)
+  # GPU/TPU lowerings keep XLA's ops: the CPU branch is the only FFI one.
+  for platform in ('cuda', 'tpu'):
+    try:
+      text = jax.jit(lambda v: lrn(v, 2, 2.0, 1e-4, 0.75)).trace(x).lower(
+          lowering_platforms=(platform,)).as_text()
+    except Exception as e:  # pylint: disable=broad-except
+      pytest.skip(f'cannot lower for {platform} here: {e}')
+    assert 'jaxcnn_lrn' not in text
+
+
+def test_native_under_vmap():
+  x = _x((3, 2, 2, 2, 6), seed=13)
+  f = lambda v: lrn(v, 1, 1.0, 0.3, 0.75, impl='native')  # noqa: E731
+  chex.assert_trees_all_close(jax.vmap(f)(x), lrn(x, 1, 1.0, 0.3, 0.75,
+                                                  impl='matmul'),
+                              rtol=2e-6, atol=1e-7)
+
+
+def test_kernel_unavailable_falls_back_in_a_fresh_process(tmp_path):
+  """No compiler and an empty cache: status says why, 'auto' runs on jnp
+  with the same results, 'native' is refused with that reason."""
+  code = textwrap.dedent('''
+      import importlib
+      import jax, jax.numpy as jnp
+      lrn = importlib.import_module('jaxcnn.ops.lrn')
+      lrn_native = importlib.import_module('jaxcnn.ops.lrn_native')
+      st = lrn_native.status()
+      assert not st.ok and 'compiler' in st.reason, st
+      x = jnp.linspace(-3, 3, 2 * 3 * 3 * 8).reshape(2, 3, 3, 8)
+      f = jax.jit(lambda v: lrn.lrn(v, 2, 2.0, 1e-4, 0.75))
+      assert 'jaxcnn_lrn' not in f.lower(x).as_text()
+      ref = lrn.lrn(x, 2, 2.0, 1e-4, 0.75, impl='matmul')
+      assert float(jnp.max(jnp.abs(f(x) - ref))) < 1e-6
+      try:
+        lrn.lrn(x, 2, 2.0, 1e-4, 0.75, impl='native')
+      except ValueError as e:
+        assert 'unavailable' in str(e), e
+      else:
+        raise AssertionError('native was not refused')
+      print('OK')
+  ''')
+  env = {**os.environ, 'CXX': str(tmp_path / 'no-such-g++'),
+         'JAXCNN_CACHE_DIR': str(tmp_path / 'cache'), 'PATH': '/nonexistent'}
+  done = subprocess.run([sys.executable, '-c', code], env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0 and 'OK' in done.stdout, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize('name', ['cifar10_tutorial', 'alexnet_cifar'])
+def test_models_use_the_kernel_only_beside_onednn_convs(name):
+  """conv='onednn' (one CPU device's train step): the LRN kernel too;
+  conv='xla' (exports, multi-device meshes, GPU/TPU): XLA ops only."""
+  if not conv_ops.onednn_status().ok:
+    pytest.skip(conv_ops.onednn_status().reason)
+  x = jnp.zeros((2, 32, 32, 3) if name == 'alexnet_cifar' else (2, 24, 24, 3))
+  for conv in ('xla', 'onednn'):
+    model = get_model(name, conv=conv)
+    params = model.init(jax.random.key(0), x)
+    loss = lambda p: jnp.sum(model.apply(p, x) ** 2)  # noqa: E731
+    hlo = jax.jit(jax.grad(loss)).lower(params).as_text()
+    uses = 'jaxcnn_lrn_forward' in hlo and 'jaxcnn_lrn_backward' in hlo
+    assert uses == (conv == 'onednn'), (conv, uses)

@@ -18,6 +18,8 @@ GEOMETRIES = [
     ((2, 7, 6, 2), (3, 3), (2, 2), ((0, 1), (0, 2))),  # ceil mode padding
     ((1, 6, 6, 2), (3, 2), (1, 2), 'SAME'),       # non-square, stride 1
     ((1, 8, 9, 2), (2, 2), (3, 3), 'VALID'),      # stride > window: gaps
+    ((2, 4, 4, 3), (4, 4), (4, 4), 'VALID'),      # global pool
+    ((1, 13, 13, 2), (12, 12), (1, 1), 'VALID'),  # 144 taps: int32 index
 ]
 
 
@@ -43,6 +45,21 @@ def test_ties_route_to_the_same_input_as_select_and_scatter(geometry):
   np.testing.assert_array_equal(new(x), y)
   g = jnp.asarray(rng.integers(1, 9, y.shape), jnp.float32)
   np.testing.assert_array_equal(_vjp(new, x, g), _vjp(ref, x, g))
+
+
+@pytest.mark.parametrize('geometry', GEOMETRIES)
+def test_forward_under_autodiff_equals_reduce_window(geometry):
+  # The forward that records the taps computes the value itself: it must
+  # equal reduce-window's, infinities and NaN (which propagates) included.
+  rng = np.random.default_rng(3)
+  x = rng.standard_normal(geometry[0]).astype(np.float32)
+  flat = x.reshape(-1)
+  flat[::7], flat[3::11], flat[5::13] = np.inf, -np.inf, np.nan
+  x = jnp.asarray(x)
+  ref, new = _pair(geometry)
+  y, _ = jax.jit(lambda x: jax.vjp(new, x))(x)
+  np.testing.assert_array_equal(y, ref(x))
+  np.testing.assert_array_equal(new(x), ref(x))
 
 
 @pytest.mark.parametrize('geometry', GEOMETRIES[:2])

@@ -18,7 +18,8 @@ import functools
 import flax.linen as nn
 import jax
 
-from jaxcnn.models.layers import LRN, activation_layer, max_pool_ceil
+from jaxcnn.models.layers import (LRN, activation_layer, lrn_impl,
+                                  max_pool_ceil)
 from jaxcnn.ops import conv as conv_ops
 from jaxcnn.ops.pooling import max_pool
 
@@ -84,7 +85,8 @@ class AlexNet(nn.Module):
 
     def norm_pool(x, name):
       norm = LRN(self.lrn_convention, self.lrn_depth_radius, self.lrn_size,
-                 self.lrn_bias, self.lrn_alpha, self.lrn_beta, name=name)
+                 self.lrn_bias, self.lrn_alpha, self.lrn_beta,
+                 impl=lrn_impl(self.conv), name=name)
       if not self.use_lrn:
         return self._pool(x)
       if self.lrn_before_pool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from jaxcnn.models.layers import LRN
+from jaxcnn.models.layers import LRN, lrn_impl
 from jaxcnn.ops import conv as conv_ops
 from jaxcnn.ops.pooling import max_pool
 
@@ -18,8 +18,9 @@ _tn = nn.initializers.truncated_normal
 _const = nn.initializers.constant
 
 
-def _norm(name: str) -> LRN:
-  return LRN(depth_radius=4, bias=1.0, alpha=0.001 / 9.0, beta=0.75, name=name)
+def _norm(name: str, conv: str) -> LRN:
+  return LRN(depth_radius=4, bias=1.0, alpha=0.001 / 9.0, beta=0.75,
+             impl=lrn_impl(conv), name=name)
 
 
 def _pool(x: jax.Array) -> jax.Array:
@@ -38,11 +39,11 @@ def _features(x: jax.Array, conv: str) -> jax.Array:
   x = nn.relu(nn.Conv(64, (5, 5), padding='SAME', kernel_init=_tn(5e-2),
                       bias_init=_const(0.0), name='conv1',
                       conv_general_dilated=op)(x))
-  x = _norm('norm1')(_pool(x))
+  x = _norm('norm1', conv)(_pool(x))
   x = nn.relu(nn.Conv(64, (5, 5), padding='SAME', kernel_init=_tn(5e-2),
                       bias_init=_const(0.1), name='conv2',
                       conv_general_dilated=op)(x))
-  return _pool(_norm('norm2')(x))
+  return _pool(_norm('norm2', conv)(x))
 
 
 class Cifar10Tutorial(nn.Module):

@@ -57,6 +57,17 @@ def activation_layer(name: str) -> Callable[[jax.Array], jax.Array]:
   return get_activation(name)
 
 
+def lrn_impl(conv: str) -> str:
+  """The LRN impl for a model whose CPU convs are `conv` (ops/conv.IMPLS).
+
+  The C++ LRN kernel ('auto') goes where the convs are oneDNN's: a train
+  step on one CPU device. With XLA's convs (multi-device meshes, whose
+  partitioner would replicate a custom call; exports, which must hold XLA
+  ops only; GPU/TPU) the LRN is XLA's too.
+  """
+  return 'jnp' if conv == 'xla' else 'auto'
+
+
 class LRN(nn.Module):
   """Local response normalisation over channels (see `jaxcnn.ops.lrn`).
 
@@ -71,13 +82,16 @@ class LRN(nn.Module):
   bias: float = 2.0
   alpha: float = 1e-4
   beta: float = 0.75
+  impl: str = 'jnp'  # jaxcnn.ops.lrn impl; models pass lrn_impl(conv)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.convention == 'tf':
-      return lrn(x, self.depth_radius, self.bias, self.alpha, self.beta)
+      return lrn(x, self.depth_radius, self.bias, self.alpha, self.beta,
+                 impl=self.impl)
     if self.convention == 'caffe':
-      return lrn_caffe(x, self.size, self.bias, self.alpha, self.beta)
+      return lrn_caffe(x, self.size, self.bias, self.alpha, self.beta,
+                       impl=self.impl)
     raise ValueError(f"LRN convention must be 'tf' or 'caffe', "
                      f'got {self.convention!r}')
 

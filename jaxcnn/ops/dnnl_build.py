@@ -22,15 +22,13 @@ import dataclasses
 import functools
 import hashlib
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 
 import jax
 import jaxlib
 
 from jaxcnn import paths
+from jaxcnn.ops import native_build
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                       'dnnl_conv.cc')
@@ -77,23 +75,12 @@ def _library_path(inc: str, lib: str) -> str:
 
 
 def _compile(inc: str, lib: str, out: str) -> None:
-  cxx = os.environ.get('CXX') or shutil.which('g++') or shutil.which('c++')
-  if not cxx:
-    raise FileNotFoundError('no C++ compiler (g++ or $CXX)')
-  os.makedirs(os.path.dirname(out), exist_ok=True)
-  fd, tmp = tempfile.mkstemp(suffix='.so', dir=os.path.dirname(out))
-  os.close(fd)
   # DT_RPATH (not RUNPATH) so that libdnnl's own dependencies (TBB, SYCL,
   # the Intel runtime, all beside it) resolve without LD_LIBRARY_PATH.
-  cmd = [cxx, '-O2', '-std=c++17', '-shared', '-fPIC', '-w', SOURCE,
-         '-I', jax.ffi.include_dir(), '-I', inc, '-L', lib,
-         f'-Wl,-rpath-link,{lib}', '-Wl,--disable-new-dtags',
-         f'-Wl,-rpath,{os.path.realpath(lib)}', '-ldnnl', '-o', tmp]
-  done = subprocess.run(cmd, capture_output=True, text=True)
-  if done.returncode:
-    os.unlink(tmp)
-    raise RuntimeError(f'{cxx} failed: {done.stderr.strip()[-800:]}')
-  os.replace(tmp, out)  # atomic: parallel builders each write their own tmp
+  native_build.compile_shared(SOURCE, out, [
+      '-O2', '-I', inc, '-L', lib, f'-Wl,-rpath-link,{lib}',
+      '-Wl,--disable-new-dtags', f'-Wl,-rpath,{os.path.realpath(lib)}',
+      '-ldnnl'])
 
 
 def _register(path: str) -> tuple[str, bool]:
