@@ -8,9 +8,9 @@ OpenCL runtime from the `intel-opencl-rt` wheel; `OCL_ICD_FILENAMES` is set
 to it (unless already set) before oneDNN is first loaded.
 
 The shared library is compiled with the system C++ compiler (`$CXX`, else
-`g++`, ~4 s) into `~/.cache/jaxcnn/onednn/<hash>/` (`JAXCNN_CACHE_DIR`
-replaces `~/.cache/jaxcnn`), keyed by the source, the oneDNN library and
-jaxlib's version, and reused afterwards. Then the three XLA FFI targets are
+`g++`, ~4 s) by native_build into `~/.cache/jaxcnn/onednn/<hash>/`
+(`JAXCNN_CACHE_DIR` replaces `~/.cache/jaxcnn`), keyed by the source, the
+flags, the oneDNN library and jaxlib's version, and reused afterwards. Then the three XLA FFI targets are
 registered for the CPU platform (jaxcnn/ops/conv.py then checks a small
 convolution against XLA's). Any failure (no wheel, no compiler, a runtime that does not start)
 leaves `status()` false with the reason, and callers use XLA's convolution.
@@ -20,14 +20,11 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
-import hashlib
 import os
 import sys
 
 import jax
-import jaxlib
 
-from jaxcnn import paths
 from jaxcnn.ops import native_build
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -50,10 +47,6 @@ def _root() -> str:
   return os.environ.get('JAXCNN_DNNL_ROOT') or sys.prefix
 
 
-def _cache_dir() -> str:
-  return os.path.join(paths.cache_root(), 'onednn')
-
-
 def _find(root: str) -> tuple[str, str]:
   inc, lib = os.path.join(root, 'include'), os.path.join(root, 'lib')
   if not os.path.exists(os.path.join(inc, 'dnnl.hpp')):
@@ -64,23 +57,21 @@ def _find(root: str) -> tuple[str, str]:
   return inc, lib
 
 
-def _library_path(inc: str, lib: str) -> str:
-  with open(SOURCE, 'rb') as f:
-    src = f.read()
-  h = hashlib.sha256(src)
-  for part in (os.path.realpath(os.path.join(lib, 'libdnnl.so')), inc,
-               jaxlib.__version__):
-    h.update(part.encode())
-  return os.path.join(_cache_dir(), h.hexdigest()[:16], 'libjaxcnn_dnnl.so')
+def _args(inc: str, lib: str) -> list[str]:
+  # DT_RPATH (not RUNPATH) so that libdnnl's own dependencies (TBB, SYCL,
+  # the Intel runtime, all beside it) resolve without LD_LIBRARY_PATH.
+  return ['-O2', '-I', inc, '-L', lib, f'-Wl,-rpath-link,{lib}',
+          '-Wl,--disable-new-dtags', f'-Wl,-rpath,{os.path.realpath(lib)}',
+          '-ldnnl']
+
+
+def _key(inc: str, lib: str) -> tuple[str, str]:
+  """The cache key beyond source and flags: which oneDNN it links."""
+  return os.path.realpath(os.path.join(lib, 'libdnnl.so')), inc
 
 
 def _compile(inc: str, lib: str, out: str) -> None:
-  # DT_RPATH (not RUNPATH) so that libdnnl's own dependencies (TBB, SYCL,
-  # the Intel runtime, all beside it) resolve without LD_LIBRARY_PATH.
-  native_build.compile_shared(SOURCE, out, [
-      '-O2', '-I', inc, '-L', lib, f'-Wl,-rpath-link,{lib}',
-      '-Wl,--disable-new-dtags', f'-Wl,-rpath,{os.path.realpath(lib)}',
-      '-ldnnl'])
+  native_build.compile_shared(SOURCE, out, _args(inc, lib))
 
 
 def _register(path: str) -> tuple[str, bool]:
@@ -103,9 +94,8 @@ def status() -> Status:
     icd = os.path.join(lib, 'libintelocl.so')
     if os.path.exists(icd):
       os.environ.setdefault('OCL_ICD_FILENAMES', icd)
-    path = _library_path(inc, lib)
-    if not os.path.exists(path):
-      _compile(inc, lib, path)
+    path = native_build.build('onednn', SOURCE, _args(inc, lib),
+                              _key(inc, lib))
     version, native_bf16 = _register(path)
   except Exception as e:  # pylint: disable=broad-except
     return Status(False, f'{type(e).__name__}: {e}')

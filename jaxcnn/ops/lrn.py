@@ -47,12 +47,12 @@ Reproduce the matmul/reduce_window rows with `benchmark_lrn` below.
   3. On CPU, impl='auto' runs `lrn_native`'s C++ kernel when the math is
      float32 and bias, alpha, beta are Python numbers (as in every model):
      one pass per direction, the backward recomputing the window sums from
-     x. Forward + backward, jit, 2026-12-03 AMX VM, train-step compiler
-     options, best of 3 runs of 10 (ms): 128x16x16x192 r=2 9.3 vs 16.9
-     (reduce_window) / 34.7 (matmul); 128x32x32x64 r=2 16.0 vs 25.2 / 30.1;
-     128x24x24x64 r=4 9.9 vs 12.6 / 15.4; 128x12x12x64 r=4 3.4 vs 3.3 / 3.9
-     (even). Reverse mode only (a custom VJP): forward-mode autodiff needs
-     impl='matmul' or 'reduce_window'. Without a compiler, or elsewhere
+     x. Forward + backward, train-step compiler options, 2026-12-03 AMX
+     VM (`python -m benchmarks.cpu_ops lrn`), ms native / reduce_window /
+     matmul: 128x16x16x192 r=2 19.0 / 25.8 / 54.8; 128x32x32x64 r=2
+     19.6 / 34.8 / 43.4; 128x24x24x64 r=4 12.6 / 20.7 / 22.2;
+     128x12x12x64 r=4 3.3 / 4.9 / 6.3. Reverse mode only (a custom VJP):
+     forward-mode autodiff needs impl='matmul' or 'reduce_window'. Without a compiler, or elsewhere
      than CPU, 'auto' is the jnp choice above; impl='jnp' always is (the
      models use it unless their convs are a CPU library's, so exports and
      multi-device meshes hold XLA ops only: models/layers.lrn_impl).

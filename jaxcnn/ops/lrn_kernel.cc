@@ -77,6 +77,17 @@ struct Scratch {
         sum(kBlock * (C + halo)), t(kBlock * C) {}
 };
 
+// s[i] = bias + alpha * (window sum of x^2) for the n rows at x; sq is
+// scratch of n * C floats.
+inline void Denominators(const float* __restrict__ x, int64_t n, int64_t C,
+                         const Params& p, Scratch& w, float* __restrict__ sq,
+                         float* __restrict__ s) {
+  const int64_t m = n * C;
+  for (int64_t i = 0; i < m; ++i) sq[i] = x[i] * x[i];
+  WindowSums(sq, n, C, p.before, p.after, w.pad.data(), w.sum.data(), s);
+  for (int64_t i = 0; i < m; ++i) s[i] = p.bias + p.alpha * s[i];
+}
+
 template <Beta B>
 void ForwardRows(const float* __restrict__ x, float* __restrict__ y,
                  int64_t rows, int64_t C, const Params& p) {
@@ -86,11 +97,9 @@ void ForwardRows(const float* __restrict__ x, float* __restrict__ y,
     const int64_t n = std::min(kBlock, rows - r0), m = n * C;
     const float* xr = x + r0 * C;
     float* yr = y + r0 * C;
-    for (int64_t i = 0; i < m; ++i) sq[i] = xr[i] * xr[i];
-    WindowSums(sq, n, C, p.before, p.after, w.pad.data(), w.sum.data(), s);
+    Denominators(xr, n, C, p, w, sq, s);
     for (int64_t i = 0; i < m; ++i) {
-      float sc = p.bias + p.alpha * s[i];
-      yr[i] = xr[i] * PowNegBeta<B>(sc, 1.0f / sc, p.beta);
+      yr[i] = xr[i] * PowNegBeta<B>(s[i], 1.0f / s[i], p.beta);
     }
   }
 }
@@ -107,12 +116,10 @@ void BackwardRows(const float* __restrict__ x, const float* __restrict__ g,
     const float* xr = x + r0 * C;
     const float* gr = g + r0 * C;
     float* dr = dx + r0 * C;
-    for (int64_t i = 0; i < m; ++i) buf[i] = xr[i] * xr[i];
-    WindowSums(buf, n, C, p.before, p.after, w.pad.data(), w.sum.data(), t);
+    Denominators(xr, n, C, p, w, buf, t);
     for (int64_t i = 0; i < m; ++i) {
-      float sc = p.bias + p.alpha * t[i];
-      float inv = 1.0f / sc;
-      float pc = PowNegBeta<B>(sc, inv, p.beta);
+      float inv = 1.0f / t[i];
+      float pc = PowNegBeta<B>(t[i], inv, p.beta);
       pw[i] = pc;
       buf[i] = gr[i] * xr[i] * pc * inv;
     }

@@ -101,7 +101,7 @@ def _self_check() -> None:
 def status() -> Status:
   """Builds (first time on this machine), registers, self-checks; cached."""
   try:
-    path = native_build.build('jaxcnn_lrn', SOURCE, FLAGS)
+    path = native_build.build('lrn', SOURCE, FLAGS)
     lib = ctypes.CDLL(path)
     for name, symbol in TARGETS.items():
       jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)),

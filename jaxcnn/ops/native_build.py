@@ -1,7 +1,7 @@
 """Compiles jaxcnn's C++ XLA FFI handlers into shared libraries, once.
 
 Each library is built with the system C++ compiler (`$CXX`, else `g++`) into
-`~/.cache/jaxcnn/<name>/<hash>/` (`JAXCNN_CACHE_DIR` replaces
+`~/.cache/jaxcnn/<name>/<hash>/libjaxcnn_<name>.so` (`JAXCNN_CACHE_DIR` replaces
 `~/.cache/jaxcnn`). The hash covers the source, the compiler flags, jaxlib's
 version, the caller's extra key parts and, for code built with
 `-march=native`, this CPU's feature flags, so a cache shared between
@@ -77,7 +77,7 @@ def library_path(name: str, source: str, args: Sequence[str],
   for part in parts:
     h.update(part.encode())
   return os.path.join(paths.cache_root(), name, h.hexdigest()[:16],
-                      f'lib{name}.so')
+                      f'libjaxcnn_{name}.so')
 
 
 def build(name: str, source: str, args: Sequence[str],
