@@ -2,7 +2,7 @@
 
   python -m benchmarks.cpu_ops conv   # forward / input grad / filter grad
   python -m benchmarks.cpu_ops lrn    # LRN forward + backward, each impl
-  python -m benchmarks.cpu_ops pool   # max-pool (after bias + ReLU) fwd + bwd
+  python -m benchmarks.cpu_ops pool   # max-pool after bias + ReLU, each impl
   python -m benchmarks.cpu_ops conv --impls onednn_bf16 --reps 10
 
 Each op is jitted and compiled with the train step's CPU options
@@ -37,7 +37,8 @@ CONV_SHAPES = ((128, 16, 16, 64, 192, 5), (128, 8, 8, 192, 384, 3),
 LRN_SHAPES = (((128, 16, 16, 192), 2), ((128, 32, 32, 64), 2),
               ((128, 24, 24, 64), 4), ((128, 12, 12, 64), 4))
 POOL_SHAPES = (((128, 24, 24, 64), 'SAME'), ((128, 12, 12, 64), 'SAME'),
-               ((128, 32, 32, 64), 'VALID'), ((128, 16, 16, 192), 'VALID'))
+               ((128, 32, 32, 64), 'VALID'), ((128, 16, 16, 192), 'VALID'),
+               ((1000, 24, 24, 64), 'SAME'))  # the CLI's eval batch
 
 
 def _time(fns: dict, reps: int) -> dict:
@@ -99,19 +100,26 @@ def lrn_impls(impls, reps):
 
 
 def pool(reps):
-  """jaxcnn's max_pool against flax's (XLA's select-and-scatter gradient)."""
+  """jaxcnn's max_pool (tap walk, C++ kernel) against flax's (XLA's
+  reduce-window, select-and-scatter gradient), after bias + ReLU as in the
+  nets: 'train' is forward + backward, 'eval' the forward alone."""
   for shape, pad in POOL_SHAPES:
     x = jax.random.normal(jax.random.key(0), shape)
     b = jax.random.normal(jax.random.key(1), shape[-1:])
     fns = {}
-    for name, p in (('jaxcnn', lambda a: pooling.max_pool(a, (3, 3), (2, 2),
-                                                          pad)),
-                    ('flax', lambda a: nn.max_pool(a, (3, 3), (2, 2), pad))):
-      loss = lambda x, b, p=p: jnp.sum(p(jax.nn.relu(x + b)) ** 2)  # noqa: E731
-      fns[name] = (_compile(jax.grad(loss, (0, 1)), x, b), (x, b))
+    for name, p in (
+        ('taps', lambda a: pooling.max_pool(a, (3, 3), (2, 2), pad)),
+        ('native', lambda a: pooling.max_pool(a, (3, 3), (2, 2), pad,
+                                              impl='native')),
+        ('flax', lambda a: nn.max_pool(a, (3, 3), (2, 2), pad))):
+      fwd = lambda x, b, p=p: p(jax.nn.relu(x + b))  # noqa: E731
+      loss = lambda x, b, f=fwd: jnp.sum(f(x, b) ** 2)  # noqa: E731
+      fns[f'{name} train'] = (_compile(jax.grad(loss, (0, 1)), x, b), (x, b))
+      fns[f'{name} eval'] = (_compile(fwd, x, b), (x, b))
     t = _time(fns, reps)
     print(f'pool {"x".join(map(str, shape))} {pad}: ' + ' '.join(
-        f'{i}={1e3 * s:.2f}' for i, s in t.items()), flush=True)
+        f'{i.replace(" ", "_")}={1e3 * s:.2f}' for i, s in t.items()),
+          flush=True)
 
 
 def main(argv=None):

@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 
+from jaxcnn import hostmem  # no jax: XLA_FLAGS are set in main
+
 
 def op_times(trace_dir: str) -> collections.Counter:
   """Total picoseconds per XLA op name in the newest xplane under trace_dir.
@@ -78,6 +80,7 @@ def main(argv=None) -> int:
   if a.threads == 1:
     os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
                                + ' --xla_cpu_multi_thread_eigen=false')
+  hostmem.keep_freed_memory()  # as the CLI: no per-step page faults
   import jax  # after XLA_FLAGS
   from benchmarks import jax_bench
   from jaxcnn.ops import cpu_options

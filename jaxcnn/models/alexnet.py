@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 
 from jaxcnn.models.layers import (LRN, activation_layer, lrn_impl,
-                                  max_pool_ceil)
+                                  max_pool_ceil, pool_impl)
 from jaxcnn.ops import conv as conv_ops
 from jaxcnn.ops.pooling import max_pool
 
@@ -62,10 +62,11 @@ class AlexNet(nn.Module):
 
   def _pool(self, x: jax.Array) -> jax.Array:
     if self.pool_mode == 'ceil':
-      return max_pool_ceil(x, 3, 2)
+      return max_pool_ceil(x, 3, 2, pool_impl(self.conv))
     if self.pool_mode not in ('valid', 'same'):
       raise ValueError(f'unknown pool_mode {self.pool_mode!r}')
-    return max_pool(x, (3, 3), (2, 2), self.pool_mode.upper())
+    return max_pool(x, (3, 3), (2, 2), self.pool_mode.upper(),
+                    impl=pool_impl(self.conv))
 
   def _inits(self, name: str) -> dict:
     if self.init_scheme == 'lecun':

@@ -10,7 +10,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from jaxcnn.models.layers import LRN, lrn_impl
+from jaxcnn.models.layers import LRN, lrn_impl, pool_impl
 from jaxcnn.ops import conv as conv_ops
 from jaxcnn.ops.pooling import max_pool
 
@@ -23,8 +23,8 @@ def _norm(name: str, conv: str) -> LRN:
              impl=lrn_impl(conv), name=name)
 
 
-def _pool(x: jax.Array) -> jax.Array:
-  return max_pool(x, (3, 3), (2, 2), 'SAME')
+def _pool(x: jax.Array, conv: str) -> jax.Array:
+  return max_pool(x, (3, 3), (2, 2), 'SAME', impl=pool_impl(conv))
 
 
 def _features(x: jax.Array, conv: str) -> jax.Array:
@@ -39,11 +39,11 @@ def _features(x: jax.Array, conv: str) -> jax.Array:
   x = nn.relu(nn.Conv(64, (5, 5), padding='SAME', kernel_init=_tn(5e-2),
                       bias_init=_const(0.0), name='conv1',
                       conv_general_dilated=op)(x))
-  x = _norm('norm1', conv)(_pool(x))
+  x = _norm('norm1', conv)(_pool(x, conv))
   x = nn.relu(nn.Conv(64, (5, 5), padding='SAME', kernel_init=_tn(5e-2),
                       bias_init=_const(0.1), name='conv2',
                       conv_general_dilated=op)(x))
-  return _pool(_norm('norm2', conv)(x))
+  return _pool(_norm('norm2', conv)(x), conv)
 
 
 class Cifar10Tutorial(nn.Module):

@@ -68,6 +68,12 @@ def lrn_impl(conv: str) -> str:
   return 'jnp' if conv == 'xla' else 'auto'
 
 
+def pool_impl(conv: str) -> str:
+  """The max-pool impl (ops/pooling.IMPLS) beside `conv`: the C++ kernel
+  ('auto') only with oneDNN's convs, by the same reasoning as `lrn_impl`."""
+  return 'taps' if conv == 'xla' else 'auto'
+
+
 class LRN(nn.Module):
   """Local response normalisation over channels (see `jaxcnn.ops.lrn`).
 
@@ -125,7 +131,8 @@ class ConvBN(nn.Module):
     return x if self.activation is None else get_activation(self.activation)(x)
 
 
-def max_pool_ceil(x: jax.Array, window: int, stride: int) -> jax.Array:
+def max_pool_ceil(x: jax.Array, window: int, stride: int,
+                  impl: str = 'taps') -> jax.Array:
   """Max pool with Caffe/Paddle 'ceil mode' output size and no padding.
 
   out = ceil((n - window) / stride) + 1 (at least 1): the last window may hang
@@ -137,4 +144,4 @@ def max_pool_ceil(x: jax.Array, window: int, stride: int) -> jax.Array:
     out = max(1, -(-(n - window) // stride) + 1)
     pads.append((0, max(0, (out - 1) * stride + window - n)))
   x = jnp.pad(x, [(0, 0), *pads, (0, 0)], constant_values=-jnp.inf)
-  return max_pool(x, (window, window), (stride, stride))
+  return max_pool(x, (window, window), (stride, stride), impl=impl)

@@ -86,16 +86,21 @@ def _register(path: str) -> tuple[str, bool]:
           bool(lib.jaxcnn_dnnl_native_bf16()))
 
 
+def build_linked(name: str, source: str) -> str:
+  """Builds `source` against this oneDNN (cached by native_build) and
+  points the SYCL runtime at the OpenCL CPU device; the library's path."""
+  inc, lib = _find(_root())
+  icd = os.path.join(lib, 'libintelocl.so')
+  if os.path.exists(icd):
+    os.environ.setdefault('OCL_ICD_FILENAMES', icd)
+  return native_build.build(name, source, _args(inc, lib), _key(inc, lib))
+
+
 @functools.lru_cache(maxsize=1)
 def status() -> Status:
   """Builds (first time on this machine), loads and registers; cached."""
   try:
-    inc, lib = _find(_root())
-    icd = os.path.join(lib, 'libintelocl.so')
-    if os.path.exists(icd):
-      os.environ.setdefault('OCL_ICD_FILENAMES', icd)
-    path = native_build.build('onednn', SOURCE, _args(inc, lib),
-                              _key(inc, lib))
+    path = build_linked('onednn', SOURCE)
     version, native_bf16 = _register(path)
   except Exception as e:  # pylint: disable=broad-except
     return Status(False, f'{type(e).__name__}: {e}')

@@ -14,9 +14,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <thread>
 #include <vector>
 
+#include "native_parallel.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -131,23 +131,6 @@ void BackwardRows(const float* __restrict__ x, const float* __restrict__ g,
   }
 }
 
-// Runs fn(first_row, n_rows) over [0, rows) on up to hardware_concurrency
-// threads, the calling thread taking the first share. Small inputs stay on
-// one thread: starting one costs ~20-50 us.
-template <typename Fn>
-void Parallel(int64_t rows, int64_t C, Fn fn) {
-  int64_t n = std::max<int64_t>(1, std::thread::hardware_concurrency());
-  n = std::min<int64_t>(n, std::max<int64_t>(1, rows * C / (1 << 15)));
-  n = std::min<int64_t>(n, std::max<int64_t>(rows, 1));
-  int64_t per = (rows + n - 1) / std::max<int64_t>(n, 1);
-  std::vector<std::thread> pool;
-  for (int64_t i = 1; i < n; ++i) {
-    int64_t lo = i * per, hi = std::min(rows, lo + per);
-    if (lo < hi) pool.emplace_back(fn, lo, hi - lo);
-  }
-  fn(0, std::min(rows, per));
-  for (auto& t : pool) t.join();
-}
 
 ffi::Error Check(const Params& p) {
   if (p.before < 0 || p.after < 0) {
@@ -169,7 +152,7 @@ ffi::Error Forward(F32 x, ffi::Result<F32> y, int64_t before, int64_t after,
   int64_t rows = C ? x.element_count() / C : 0;
   const float* xs = x.typed_data();
   float* ys = y->typed_data();
-  Parallel(rows, C, [&](int64_t r0, int64_t n) {
+  jaxcnn::Parallel(rows, C, [&](int64_t r0, int64_t n) {
     if (p.beta == 0.75f) {
       ForwardRows<kThreeQuarters>(xs + r0 * C, ys + r0 * C, n, C, p);
     } else if (p.beta == 0.5f) {
@@ -190,7 +173,7 @@ ffi::Error Backward(F32 x, F32 g, ffi::Result<F32> dx, int64_t before,
   const float* xs = x.typed_data();
   const float* gs = g.typed_data();
   float* ds = dx->typed_data();
-  Parallel(rows, C, [&](int64_t r0, int64_t n) {
+  jaxcnn::Parallel(rows, C, [&](int64_t r0, int64_t n) {
     const float *x0 = xs + r0 * C, *g0 = gs + r0 * C;
     if (p.beta == 0.75f) {
       BackwardRows<kThreeQuarters>(x0, g0, ds + r0 * C, n, C, p);

@@ -3,7 +3,8 @@
 Each library is built with the system C++ compiler (`$CXX`, else `g++`) into
 `~/.cache/jaxcnn/<name>/<hash>/libjaxcnn_<name>.so` (`JAXCNN_CACHE_DIR` replaces
 `~/.cache/jaxcnn`). The hash covers the source, the compiler flags, jaxlib's
-version, the caller's extra key parts and, for code built with
+version, the headers it includes from its own folder, the caller's extra
+key parts and, for code built with
 `-march=native`, this CPU's feature flags, so a cache shared between
 machines never hands one CPU another's instructions. Writes are atomic:
 parallel builders each write their own temporary file.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -66,11 +68,23 @@ def compile_shared(source: str, out: str, args: Sequence[str]) -> None:
   os.replace(tmp, out)
 
 
+def local_headers(source: str, text: bytes) -> list[str]:
+  """The `#include "x.h"` files next to `source` (part of the cache key)."""
+  here = os.path.dirname(source)
+  names = re.findall(rb'^\s*#include\s+"([^"/]+)"', text, re.M)
+  found = [os.path.join(here, n.decode()) for n in names]
+  return [f for f in found if os.path.exists(f)]
+
+
 def library_path(name: str, source: str, args: Sequence[str],
                  key_parts: Sequence[str] = ()) -> str:
   """Where the library built from `source` with `args` is cached."""
   with open(source, 'rb') as f:
-    h = hashlib.sha256(f.read())
+    text = f.read()
+  h = hashlib.sha256(text)
+  for header in local_headers(source, text):
+    with open(header, 'rb') as f:
+      h.update(f.read())
   parts = [*args, *key_parts, jaxlib.__version__]
   if '-march=native' in args:
     parts.append(cpu_flags())

@@ -39,14 +39,24 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxcnn.ops import pool_native
+
 Padding = Union[str, Sequence[tuple[int, int]]]
 
 
+IMPLS = ('taps', 'auto', 'native')
+
+
 def max_pool(x: jax.Array, window: Sequence[int], strides: Sequence[int],
-             padding: Padding = 'VALID') -> jax.Array:
+             padding: Padding = 'VALID', impl: str = 'taps') -> jax.Array:
   """NHWC max pool, same results as `flax.linen.max_pool` (forward exact).
 
   padding: 'VALID', 'SAME' or ((top, bottom), (left, right)).
+  impl (the CPU lowering; GPU/TPU always get XLA's reduce-window):
+    'taps': the jnp tap walk above (XLA ops only: exports, meshes);
+    'native': the C++ kernel (pool_native.py); an error if it cannot run
+      here (no compiler, not float32, more than 127 taps);
+    'auto': 'native' where it can run, else 'taps'.
   """
   if x.ndim != 4:
     raise ValueError(f'max_pool expects NHWC input, got shape {x.shape}')
@@ -54,12 +64,30 @@ def max_pool(x: jax.Array, window: Sequence[int], strides: Sequence[int],
   if len(window) != 2 or len(strides) != 2:
     raise ValueError(f'window {window} and strides {strides} must each '
                      'have 2 (spatial) entries')
+  if impl not in IMPLS:
+    raise ValueError(f'max_pool impl {impl!r}; valid: {", ".join(IMPLS)}')
   if not isinstance(padding, str):
     padding = tuple((int(lo), int(hi)) for lo, hi in padding)
   native = functools.partial(_reduce_window_max, window=window,
                              strides=strides, padding=padding)
-  tapped = lambda x: _max_pool_taps(x, window, strides, padding)
-  return lax.platform_dependent(x, cpu=tapped, default=native)
+  cpu = lambda x: _max_pool_taps(x, window, strides, padding)
+  reason = _native_reason(x, window) if impl != 'taps' else 'taps asked'
+  if impl == 'native' and reason:
+    raise ValueError(f'max_pool impl native cannot run here: {reason}')
+  if not reason:
+    pads, out = _geometry(x.shape, window, strides, padding)
+    cpu = lambda x: pool_native.max_pool(x, window, strides, pads, out)
+  return lax.platform_dependent(x, cpu=cpu, default=native)
+
+
+def _native_reason(x, window) -> str:
+  """Why the C++ pool cannot take x, or ''."""
+  if x.dtype != jnp.float32:
+    return f'dtype {x.dtype} (float32 only)'
+  if window[0] * window[1] > pool_native.MAX_TAPS:
+    return f'{window[0] * window[1]} taps (at most {pool_native.MAX_TAPS})'
+  st = pool_native.status()
+  return '' if st.ok else st.reason
 
 
 def _reduce_window_max(x, *, window, strides, padding):
