@@ -2,12 +2,12 @@
 
 Each library is built with the system C++ compiler (`$CXX`, else `g++`) into
 `~/.cache/jaxcnn/<name>/<hash>/libjaxcnn_<name>.so` (`JAXCNN_CACHE_DIR` replaces
-`~/.cache/jaxcnn`). The hash covers the source, the compiler flags, jaxlib's
-version, the headers it includes from its own folder, the caller's extra
-key parts and, for code built with
-`-march=native`, this CPU's feature flags, so a cache shared between
-machines never hands one CPU another's instructions. Writes are atomic:
-parallel builders each write their own temporary file.
+`~/.cache/jaxcnn`). The hash covers the source, the headers it includes
+from its own folder, the compiler flags, jaxlib's version, the caller's
+extra key parts and, for code built with `-march=native`, this CPU's
+feature flags, so a cache shared between machines never hands one CPU
+another's instructions. Writes are atomic: parallel builders each write
+their own temporary file.
 """
 from __future__ import annotations
 

@@ -23,7 +23,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <limits>
 
 #include "native_parallel.h"
 #include "xla/ffi/api/ffi.h"

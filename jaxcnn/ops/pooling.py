@@ -20,12 +20,17 @@ the backward's pass over the padded input: forward + backward of
 relu(x + b) then the pool, 2026-12-03 AMX VM, batch 128: 24x24x64 SAME
 9.3 -> 6.1 ms, 32x32x64 VALID 39.3 -> 25.8 ms, 16x16x192 VALID 14.8 ->
 8.8 ms, the gradients equal (`python -m benchmarks.cpu_ops pool` times it
-against flax's select-and-scatter). Without autodiff (eval) it stays XLA's
-reduce-window, which was faster at the eval batch of 1000. Where windows
-overlap, an input's gradient is a sum over windows taken in a different
-order than XLA's scatter, so results
+against flax's select-and-scatter). Without autodiff (eval) the tap walk is
+XLA's reduce-window. Where windows overlap, an input's gradient is a sum
+over windows taken in a different order than XLA's scatter, so results
 agree to float rounding (1 ulp), not bit for bit; tests/test_pooling.py
 checks both the routing (ties included) and the values.
+
+`impl='native'` (and `'auto'` where it can run: float32, at most 127 taps,
+a C++ compiler) is the same routing as one C++ pass per direction
+(pool_native.py): the tap walk's pad, slices and selects are several XLA
+loops over the input. Models pick it beside oneDNN convs only
+(models/layers.pool_impl), so exports and multi-device meshes keep XLA ops.
 
 `lax.platform_dependent` keeps GPU/TPU on XLA's native select-and-scatter,
 which is fast there: the choice is made at lowering time, per backend.
