@@ -11,6 +11,7 @@ their own temporary file.
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import platform
@@ -100,4 +101,19 @@ def build(name: str, source: str, args: Sequence[str],
   path = library_path(name, source, args, key_parts)
   if not os.path.exists(path):
     compile_shared(source, path, args)
+  return path
+
+
+def load_checked(name: str, source: str, args: Sequence[str],
+                 targets: dict[str, str], check) -> str:
+  """Builds, registers each FFI target (name -> exported symbol) for CPU
+  and runs `check()` eagerly (first use may come while a model is being
+  traced); the library's path. Raises on any failure."""
+  path = build(name, source, args)
+  lib = ctypes.CDLL(path)
+  for target, symbol in targets.items():
+    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)),
+                                platform='cpu')
+  with jax.ensure_compile_time_eval():
+    check()
   return path

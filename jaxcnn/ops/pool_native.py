@@ -19,7 +19,6 @@ keeps the jnp tap walk.
 """
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import functools
 import os
@@ -115,14 +114,8 @@ def _self_check() -> None:
 def status() -> Status:
   """Builds (first time on this machine), registers, self-checks; cached."""
   try:
-    path = native_build.build('pool', SOURCE, FLAGS)
-    lib = ctypes.CDLL(path)
-    for name, symbol in TARGETS.items():
-      jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)),
-                                  platform='cpu')
-    # First use may come while a model is being traced: run it eagerly.
-    with jax.ensure_compile_time_eval():
-      _self_check()
+    path = native_build.load_checked('pool', SOURCE, FLAGS, TARGETS,
+                                     _self_check)
   except Exception as e:  # pylint: disable=broad-except
     return Status(False, f'{type(e).__name__}: {e}')
   return Status(True, path)
