@@ -99,10 +99,19 @@ def lrn_impls(impls, reps):
         f'{i}={1e3 * s:.2f}' for i, s in t.items()), flush=True)
 
 
+def _train_eval(fns: dict, name: str, fwd, x, b) -> None:
+  loss = lambda x, b: jnp.sum(fwd(x, b) ** 2)  # noqa: E731
+  fns[f'{name} train'] = (_compile(jax.grad(loss, (0, 1)), x, b), (x, b))
+  fns[f'{name} eval'] = (_compile(fwd, x, b), (x, b))
+
+
 def pool(reps):
   """jaxcnn's max_pool (tap walk, C++ kernel) against flax's (XLA's
   reduce-window, select-and-scatter gradient), after bias + ReLU as in the
-  nets: 'train' is forward + backward, 'eval' the forward alone."""
+  nets: 'train' is forward + backward, 'eval' the forward alone.
+  'native_after' is relu(pool(x) + b), the same floats (max commutes with
+  +b and ReLU): what moving a conv's bias and ReLU past its pool would save
+  (measured, not used: docs/performance.md)."""
   for shape, pad in POOL_SHAPES:
     x = jax.random.normal(jax.random.key(0), shape)
     b = jax.random.normal(jax.random.key(1), shape[-1:])
@@ -113,9 +122,11 @@ def pool(reps):
                                               impl='native')),
         ('flax', lambda a: nn.max_pool(a, (3, 3), (2, 2), pad))):
       fwd = lambda x, b, p=p: p(jax.nn.relu(x + b))  # noqa: E731
-      loss = lambda x, b, f=fwd: jnp.sum(f(x, b) ** 2)  # noqa: E731
-      fns[f'{name} train'] = (_compile(jax.grad(loss, (0, 1)), x, b), (x, b))
-      fns[f'{name} eval'] = (_compile(fwd, x, b), (x, b))
+      _train_eval(fns, name, fwd, x, b)
+    # Bias and ReLU after the pool (cifar10_tutorial's conv1 beside oneDNN).
+    after = lambda x, b: jax.nn.relu(  # noqa: E731
+        pooling.max_pool(x, (3, 3), (2, 2), pad, impl='native') + b)
+    _train_eval(fns, 'native_after', after, x, b)
     t = _time(fns, reps)
     print(f'pool {"x".join(map(str, shape))} {pad}: ' + ' '.join(
         f'{i.replace(" ", "_")}={1e3 * s:.2f}' for i, s in t.items()),

@@ -2,6 +2,7 @@
 
   python -m benchmarks.tta --config cifar10_tutorial --epochs 10
   python -m benchmarks.tta --config alexnet_cifar --epochs 10 --target 0.70
+  python -m benchmarks.tta --config alexnet_cifar --epochs 2 --rounds 2
   python -m benchmarks.tta --config quickstart --epochs 2 --steps 3  # smoke
 
 Runs, one after the other, each in its own process:
@@ -17,6 +18,9 @@ come from each run's metrics.jsonl) and the first time each reaches
 --target. The data are loaded once before either run, so neither pays for
 decoding CIFAR-10's JPEGs into the cache. --steps K makes an "epoch" K steps
 (evaluation every K steps, N*K steps in all; schedules keep the real epoch).
+--rounds R repeats the pair, reversing the order in every other round: a
+machine whose speed drifts during a run (a shared VM) then favours neither
+framework, and the ratios reported are the geometric mean over rounds.
 Writes benchmarks/results/tta_<config>.json and .md (or --out).
 """
 from __future__ import annotations
@@ -31,6 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 from benchmarks import machine
 
@@ -171,6 +177,9 @@ def _parser():
                  '"--config.end_plots=False"')
   p.add_argument('--tf_args', default='', help='extra tta_tf flags, e.g. '
                  '"--jit_compile=1"')
+  p.add_argument('--rounds', type=int, default=1,
+                 help='repeat the runs; odd rounds reverse the framework '
+                 'order (ratios: geometric mean over rounds)')
   p.add_argument('--keep_workdirs', action='store_true')
   p.add_argument('--warm_compile_cache', action='store_true',
                  help="jaxcnn uses the user's persistent XLA cache (default: "
@@ -187,42 +196,60 @@ def main(argv=None) -> dict:
   for fw in frameworks:
     if fw not in FRAMEWORKS:
       p.error(f'unknown --frameworks {fw!r}; valid: {",".join(FRAMEWORKS)}')
+  if args.rounds < 1:
+    p.error('--rounds must be >= 1')
   from benchmarks.reference import tta_tf
   spec = _config_path(args.config)
   config = tta_tf.load_config(os.path.join(ROOT, spec))
   n_train = _prepare_data(config, args.data_dir)
   spe = args.steps or n_train // config.batch_size
   tmp = tempfile.mkdtemp(prefix='jaxcnn_tta_')
-  runs = {}
+  rounds = []
   try:
-    for fw in frameworks:
-      workdir = os.path.join(tmp, fw)
-      cmd = command(fw, args, spec, spe, workdir)
-      env = dict(os.environ, PYTHONUNBUFFERED='1')
-      if fw == 'tf':  # TF's own default (oneDNN on), whatever ours says
-        env.pop('TF_ENABLE_ONEDNN_OPTS', None)
-      elif not args.warm_compile_cache:  # cold start: compiles are timed
-        env['JAX_COMPILATION_CACHE_DIR'] = os.path.join(tmp, 'xla_cache')
-      load = list(os.getloadavg())
-      print(f'== {fw}: load {load[0]:.2f}; {shlex.join(cmd)}', flush=True)
-      run = stream(cmd, fw, env)
-      res = parse(run, workdir, spe, args.target)
-      res.update(command=shlex.join(cmd), pid=run['pid'],
-                 returncode=run['returncode'], wall_s=run['wall_s'],
-                 loadavg_before=load, loadavg_after=list(os.getloadavg()))
-      runs[fw] = res
-      if run['returncode']:
-        print(f'warning: {fw} exited with code {run["returncode"]}',
-              flush=True)
+    for r in range(args.rounds):
+      # Odd rounds reverse the order, so drift of the machine during a round
+      # favours each framework equally often.
+      order = frameworks if r % 2 == 0 else frameworks[::-1]
+      runs = {fw: _run_one(args, fw, spec, spe, os.path.join(tmp, f'{r}_{fw}'))
+              for fw in order}
+      rounds.append({'round': r, 'order': order, 'runs': runs,
+                     'ratios_tf_over_jaxcnn': _ratios(runs)})
   finally:
     if not args.keep_workdirs:
       shutil.rmtree(tmp, ignore_errors=True)
-  report = _report(args, spec, config, spe, n_train, runs)
+  report = _report(args, spec, config, spe, n_train, rounds)
   _write(args, report)
   return report
 
 
-def _report(args, spec, config, spe, n_train, runs) -> dict:
+def _run_one(args, fw: str, spec: str, spe: int, workdir: str) -> dict:
+  """One framework's command in its own process, timed and parsed."""
+  cmd = command(fw, args, spec, spe, workdir)
+  env = dict(os.environ, PYTHONUNBUFFERED='1')
+  if fw == 'tf':  # TF's own default (oneDNN on), whatever ours says
+    env.pop('TF_ENABLE_ONEDNN_OPTS', None)
+  elif not args.warm_compile_cache:  # cold start: compiles are timed
+    env['JAX_COMPILATION_CACHE_DIR'] = workdir + '_xla_cache'
+  load = list(os.getloadavg())
+  print(f'== {fw}: load {load[0]:.2f}; {shlex.join(cmd)}', flush=True)
+  run = stream(cmd, fw, env)
+  res = parse(run, workdir, spe, args.target)
+  res.update(command=shlex.join(cmd), pid=run['pid'],
+             returncode=run['returncode'], wall_s=run['wall_s'],
+             loadavg_before=load, loadavg_after=list(os.getloadavg()))
+  if run['returncode']:
+    print(f'warning: {fw} exited with code {run["returncode"]}', flush=True)
+  return res
+
+
+def _mean_ratios(rounds: list) -> dict:
+  """Geometric mean over rounds of each ratio every round has."""
+  keys = set.intersection(*(set(r['ratios_tf_over_jaxcnn']) for r in rounds))
+  return {k: float(np.exp(np.mean([np.log(r['ratios_tf_over_jaxcnn'][k])
+                                   for r in rounds]))) for k in sorted(keys)}
+
+
+def _report(args, spec, config, spe, n_train, rounds) -> dict:
   from benchmarks.run import _versions
   return {
       'config': spec, 'model': config.model.name,
@@ -233,7 +260,8 @@ def _report(args, spec, config, spe, n_train, runs) -> dict:
       'host': machine.describe(),
       'versions': _versions(), 'python': sys.version.split()[0],
       'time_utc': time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime()),
-      'args': vars(args), 'runs': runs, 'ratios_tf_over_jaxcnn': _ratios(runs)}
+      'args': vars(args), 'runs': rounds[0]['runs'], 'rounds': rounds,
+      'ratios_tf_over_jaxcnn': _mean_ratios(rounds)}
 
 
 def _fmt(x, spec='.1f'):
@@ -241,7 +269,10 @@ def _fmt(x, spec='.1f'):
 
 
 def to_markdown(r: dict) -> str:
-  fws = list(r['runs'])
+  rounds = r.get('rounds') or [{'round': 0, 'order': list(r['runs']),
+                                'runs': r['runs'],
+                                'ratios_tf_over_jaxcnn':
+                                    r['ratios_tf_over_jaxcnn']}]
   lines = [
       f"Time to accuracy, `{r['config']}` ({r['model']} on {r['dataset']}, "
       f"batch {r['batch_size']}, {r['steps_per_epoch']} steps per epoch), "
@@ -250,7 +281,28 @@ def to_markdown(r: dict) -> str:
       "reporting the epoch's raw and EMA test precision@1.",
       'Versions: ' + ', '.join(f'{k} {v}' for k, v in
                                r['versions'].items()) + '.', '']
-  for fw, run in r['runs'].items():
+  for rec in rounds:
+    if len(rounds) > 1:
+      lines += [f"### Round {rec['round'] + 1} ({', '.join(rec['order'])})",
+                '']
+    lines += _round_lines(rec['runs'], r['target'])
+    if rec['ratios_tf_over_jaxcnn']:
+      lines += ['', 'TF time / jaxcnn time (> 1: jaxcnn faster): ' +
+                _ratio_text(rec['ratios_tf_over_jaxcnn']), '']
+  if len(rounds) > 1 and r['ratios_tf_over_jaxcnn']:
+    lines += [f'Geometric mean over the {len(rounds)} rounds: ' +
+              _ratio_text(r['ratios_tf_over_jaxcnn'])]
+  return '\n'.join(lines).rstrip('\n') + '\n'
+
+
+def _ratio_text(ratios: dict) -> str:
+  return ', '.join(f'{k} {v:.2f}x' for k, v in ratios.items())
+
+
+def _round_lines(runs: dict, target: float) -> list:
+  """Commands, the epoch table and the times to target of one round."""
+  fws, lines = list(runs), []
+  for fw, run in runs.items():
     lines.append(f"- {fw} (pid {run['pid']}, exit {run['returncode']}, "
                  f"{run['wall_s']:.1f} s in all, load "
                  f"{run['loadavg_before'][0]:.2f} before, train "
@@ -259,28 +311,25 @@ def to_markdown(r: dict) -> str:
   head = '| epoch | ' + ' | '.join(f'{fw} s | {fw} raw | {fw} EMA'
                                    for fw in fws) + ' |'
   lines += ['', head, '|---|' + '---|---|---|' * len(fws)]
-  n = max((len(run['epochs']) for run in r['runs'].values()), default=0)
+  n = max((len(run['epochs']) for run in runs.values()), default=0)
   for i in range(n):
     cells = []
     for fw in fws:
-      ep = r['runs'][fw]['epochs']
+      ep = runs[fw]['epochs']
       e = ep[i] if i < len(ep) else {}
       t = e.get('ema_time_s', e.get('raw_time_s'))
       cells += [_fmt(t), _fmt(e.get('raw'), '.4f'), _fmt(e.get('ema'), '.4f')]
-    epoch = next(run['epochs'][i]['epoch'] for run in r['runs'].values()
+    epoch = next(run['epochs'][i]['epoch'] for run in runs.values()
                  if i < len(run['epochs']))
     lines.append(f'| {epoch:g} | ' + ' | '.join(cells) + ' |')
-  lines += ['', f"Time to {r['target']:.2f} (s, epoch):"]
-  for fw, run in r['runs'].items():
+  lines += ['', f'Time to {target:.2f} (s, epoch):']
+  for fw, run in runs.items():
     tt = run['time_to_target']
     lines.append(f'- {fw}: ' + ', '.join(
         f"{k} {_fmt(v and v['time_s'])}" + (f" (epoch {v['epoch']:g})" if v
                                              else ' (not reached)')
         for k, v in tt.items()))
-  if r['ratios_tf_over_jaxcnn']:
-    lines += ['', 'TF time / jaxcnn time (> 1: jaxcnn faster): ' + ', '.join(
-        f'{k} {v:.2f}x' for k, v in r['ratios_tf_over_jaxcnn'].items())]
-  return '\n'.join(lines) + '\n'
+  return lines
 
 
 def _write(args, report) -> None:

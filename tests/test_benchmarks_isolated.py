@@ -82,38 +82,51 @@ def test_worker_reports_errors_and_death():
     w.ask('warmup', steps=1)
 
 
-def test_tta_smoke_both_frameworks(tmp_path):
+def test_tta_smoke_both_frameworks_two_rounds(tmp_path):
   pytest.importorskip('tensorflow')
   from benchmarks import tta
   out = str(tmp_path / 'tta')
   report = tta.main(['--config', 'quickstart', '--epochs', '2', '--steps', '3',
-                     '--target', '0.0',
+                     '--target', '0.0', '--rounds', '2',
                      '--jax_args=--config.end_plots=False '
                      '--config.write_summaries=False',
                      '--out', out])
   assert report['steps_per_epoch'] == 3
-  assert set(report['runs']) == {'jaxcnn', 'tf'}
-  pids = {fw: run['pid'] for fw, run in report['runs'].items()}
-  assert os.getpid() not in pids.values() and len(set(pids.values())) == 2
-  for fw, run in report['runs'].items():
-    assert run['returncode'] == 0, fw
-    eps = run['epochs']
-    assert [e['step'] for e in eps] == [3, 6], fw
-    assert [e['epoch'] for e in eps] == [1.0, 2.0]
-    for e in eps:
-      assert 0.0 <= e['raw'] <= 1.0 and 0.0 <= e['ema'] <= 1.0
-      assert 0 < e['raw_time_s'] <= e['ema_time_s'] <= run['wall_s']
-    assert eps[0]['ema_time_s'] <= eps[1]['raw_time_s']
-    # target 0: reached at the first evaluation, at its time.
-    assert run['time_to_target']['raw'] == {
-        'time_s': eps[0]['raw_time_s'], 'epoch': 1.0}
-    assert len(run['loadavg_before']) == 3
-  assert set(report['ratios_tf_over_jaxcnn']) >= {'last_epoch_raw',
-                                                  'target_ema'}
+  rounds = report['rounds']
+  # The second round reverses the order; each run is its own process.
+  assert [r['order'] for r in rounds] == [['jaxcnn', 'tf'], ['tf', 'jaxcnn']]
+  assert [list(r['runs']) for r in rounds] == [r['order'] for r in rounds]
+  assert report['runs'] == rounds[0]['runs']
+  pids = [run['pid'] for r in rounds for run in r['runs'].values()]
+  assert os.getpid() not in pids and len(set(pids)) == 4
+  for rec in rounds:
+    for fw, run in rec['runs'].items():
+      assert run['returncode'] == 0, fw
+      eps = run['epochs']
+      assert [e['step'] for e in eps] == [3, 6], fw
+      assert [e['epoch'] for e in eps] == [1.0, 2.0]
+      for e in eps:
+        assert 0.0 <= e['raw'] <= 1.0 and 0.0 <= e['ema'] <= 1.0
+        assert 0 < e['raw_time_s'] <= e['ema_time_s'] <= run['wall_s']
+      assert eps[0]['ema_time_s'] <= eps[1]['raw_time_s']
+      # target 0: reached at the first evaluation, at its time.
+      assert run['time_to_target']['raw'] == {
+          'time_s': eps[0]['raw_time_s'], 'epoch': 1.0}
+      assert len(run['loadavg_before']) == 3
+    ratios = rec['ratios_tf_over_jaxcnn']
+    assert set(ratios) >= {'last_epoch_raw', 'target_ema'}
+    tj, tt = (rec['runs'][fw]['epochs'][-1]['raw_time_s']
+              for fw in ('jaxcnn', 'tf'))
+    assert ratios['last_epoch_raw'] == pytest.approx(tt / tj)
+  # Overall: the geometric mean of the two rounds' ratios.
+  r0, r1 = (r['ratios_tf_over_jaxcnn']['last_epoch_raw'] for r in rounds)
+  assert report['ratios_tf_over_jaxcnn']['last_epoch_raw'] == pytest.approx(
+      (r0 * r1) ** 0.5)
   with open(out + '.json') as f:
     assert json.load(f)['config'] == 'configs/quickstart.py'
   md = open(out + '.md').read()
-  assert '| epoch | jaxcnn s |' in md and 'Time to 0.00' in md
+  assert md.count('| epoch | ') == 2 and 'Time to 0.00' in md
+  assert '### Round 2 (tf, jaxcnn)' in md and 'Geometric mean over the 2' in md
 
 
 def test_tta_tf_batches_and_schedules_match_jaxcnn():
